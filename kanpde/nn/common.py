@@ -1,0 +1,42 @@
+"""Argument checks shared by the model families."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from kanpde.jet import Channels
+
+
+def check_widths(widths: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless ``widths`` is ``[d, ..., m]`` of at least two positive ints."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) < 2:
+        raise ValueError(f"widths must be a list [d, hidden..., m] of at least two positive "
+                         f"integers, got {widths!r}")
+    for w in widths:
+        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+            raise ValueError(f"widths must be positive integers, got {widths!r}")
+
+
+def check_points(x: Tensor, dim: int, dtype: torch.dtype) -> None:
+    """Raise unless ``x`` is an ``(N, dim)`` tensor of the model's ``dtype``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape (N, {dim}), got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"x must have shape (N, {dim}), got {tuple(x.shape)}")
+    if x.dtype != dtype:
+        raise TypeError(f"x has dtype {x.dtype} but the model's parameters are {dtype}; "
+                        f"convert with x.to({dtype}) or build the model with dtype={x.dtype}")
+
+
+def make_channels(second: Tensor | Channels | None, x: Tensor) -> Channels:
+    """Channels for the argument ``second`` of ``jet``: ``None`` means no channels."""
+    if second is None:
+        return Channels.empty(x.shape[1], x)
+    channels = second if isinstance(second, Channels) else Channels(second, name="second")
+    if channels.dim != x.shape[1]:
+        raise ValueError(f"second must have shape (R, {x.shape[1]}, {x.shape[1]}) for points "
+                         f"of dimension {x.shape[1]}, got {tuple(channels.matrices.shape)}")
+    return channels.to(x)

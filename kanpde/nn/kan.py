@@ -1,0 +1,351 @@
+"""Kolmogorov–Arnold Networks with a value forward and a second-order jet forward.
+
+A KAN layer maps ``n_in`` inputs to ``n_out`` outputs with one learnable univariate function
+per edge (pykan semantics)::
+
+    y_j = sum_i phi_ij(h_i),
+    phi_ij(x) = w_b[i, j] silu(x) + w_s[i, j] sum_m c[i, m, j] B_m(x),
+
+where ``B_m`` are the ``G + k`` B-splines of order ``k`` on input ``i``'s knots (see
+:mod:`kanpde.spline`). Off the grid the spline continues as the polynomial of its end interval;
+:meth:`KAN.update_grid` moves the knots to where the activations are.
+
+The jet forward evaluates every edge function with its first two derivatives from the
+``k + 1`` non-zero local bases and contracts them with the coefficients in one matrix product:
+for the stacked rows ``[value; grad_a; S_r]`` of the input jet the features of input ``i`` are
+``[b(h_i), B_m(h_i)]``, ``[b'(h_i), B'_m(h_i)] dh_i/dx_a`` and
+``[b'', B''_m](h_i) q_ri + [b', B'_m](h_i) S_ri`` (``b = silu``), and the layer output is
+``features @ [w_b; w_s * c]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from kanpde import spline
+from kanpde.jet import Channels, Jet, silu_derivatives
+from kanpde.nn.common import check_points, check_widths, make_channels
+
+
+def spline_layer_jet(
+    value: Tensor, grad: Tensor, second: Tensor, quad: Tensor, knots: Tensor, k: int,
+    uniform: bool, coef: Tensor, base_weight: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Jet of one KAN layer in plain PyTorch (the CPU engine and the kernels' reference).
+
+    Args:
+        value: ``(N, n_in)`` layer inputs ``h``.
+        grad: ``(N, d, n_in)`` their gradients (``d`` may be 0).
+        second: ``(N, R, n_in)`` their channels ``S_r`` (``R`` may be 0).
+        quad: ``(N, R, n_in)`` quadratic forms ``grad h_i^T W_r grad h_i``.
+        knots: ``(n_in, G + 2k + 1)``.
+        k: spline order.
+        uniform: knots are equally spaced per row (closed-form bases).
+        coef: ``(n_in, G + k, n_out)`` effective spline coefficients ``w_s * c``.
+        base_weight: ``(n_in, n_out)``.
+
+    Returns:
+        ``(N, n_out)``, ``(N, d, n_out)``, ``(N, R, n_out)``: value, gradient, channels.
+    """
+    n_points, n_in = value.shape
+    dim, n_ch = grad.shape[1], second.shape[1]
+    n_deriv = 0 if dim == 0 else (1 if n_ch == 0 else 2)
+    idx, basis = spline.local_basis(value, knots, k, n_deriv, uniform)  # (q, N, n_in, k+1)
+    if n_deriv == 0:
+        base = torch.nn.functional.silu(value)[None]  # (1, N, n_in)
+    else:
+        base = torch.stack(silu_derivatives(value)[: n_deriv + 1])  # (q, N, n_in)
+    # local features [b, B_0..B_k] per derivative order: (q, N, n_in, k+2)
+    local = torch.cat([base[..., None], basis], dim=-1)
+    rows = [local[0][:, None]]  # value rows (N, 1, n_in, k+2)
+    if dim:
+        rows.append(local[1][:, None] * grad[..., None])  # (N, d, n_in, k+2)
+    if n_ch:
+        rows.append(local[2][:, None] * quad[..., None] + local[1][:, None] * second[..., None])
+    stacked = torch.cat(rows, dim=1) if len(rows) > 1 else rows[0]  # (N, 1+d+R, n_in, k+2)
+    n_basis = coef.shape[1]
+    cols = torch.cat([torch.zeros_like(idx[..., None]),
+                      idx[..., None] + 1 + torch.arange(k + 1, device=idx.device)], dim=-1)
+    dense = torch.zeros(*stacked.shape[:-1], n_basis + 1, dtype=value.dtype,
+                        device=value.device)  # (N, 1+d+R, n_in, G+k+1)
+    dense.scatter_(-1, cols[:, None].expand(stacked.shape), stacked)
+    weight = torch.cat([base_weight[:, None, :], coef], dim=1)  # (n_in, G+k+1, n_out)
+    out = dense.reshape(-1, n_in * (n_basis + 1)) @ weight.reshape(n_in * (n_basis + 1), -1)
+    out = out.reshape(n_points, 1 + dim + n_ch, -1)  # (N, 1+d+R, n_out)
+    return out[:, 0], out[:, 1 : 1 + dim], out[:, 1 + dim :]
+
+
+class KANLayer(nn.Module):
+    """One KAN layer: ``n_in * n_out`` learnable edge functions.
+
+    Args:
+        n_in, n_out: widths.
+        grid_size: number ``G`` of base intervals (``>= 1``).
+        spline_order: ``k`` in ``1..5``.
+        grid_range: base range ``[a, b]`` of every input's grid.
+        noise_scale: initial spline coefficients are ``U(-1/2, 1/2) * noise_scale / G``.
+        generator: source of the initial random numbers.
+    """
+
+    def __init__(self, n_in: int, n_out: int, grid_size: int = 5, spline_order: int = 3,
+                 grid_range: tuple[float, float] = (-1.0, 1.0), *, noise_scale: float = 0.5,
+                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None):
+        super().__init__()
+        spline.check_grid_size(grid_size)
+        spline.check_order(spline_order)
+        lo, hi = (float(v) for v in grid_range)
+        if not lo < hi:
+            raise ValueError(f"grid_range must satisfy a < b, got {grid_range!r}")
+        self.n_in, self.n_out, self.k = n_in, n_out, spline_order
+        self.uniform = True
+        kw = {"dtype": dtype, "device": device}
+        ends = torch.full((n_in,), lo, **kw), torch.full((n_in,), hi, **kw)
+        self.register_buffer("knots", spline.uniform_knots(*ends, grid_size, spline_order))
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        u = torch.rand(3, n_in, n_out, generator=gen, dtype=dtype).to(device)
+        noise = torch.rand(n_in, grid_size + spline_order, n_out, generator=gen, dtype=dtype)
+        self.base_weight = nn.Parameter((2 * u[0] - 1) / n_in**0.5)  # (n_in, n_out)
+        self.spline_scale = nn.Parameter(torch.full((n_in, n_out), n_in**-0.5, **kw))
+        self.coef = nn.Parameter(((noise - 0.5) * noise_scale / grid_size).to(device))
+
+    @property
+    def grid_size(self) -> int:
+        """Number ``G`` of base intervals."""
+        return self.knots.shape[1] - 2 * self.k - 1
+
+    def extra_repr(self) -> str:
+        kind = "uniform" if self.uniform else "adaptive"
+        return f"{self.n_in} -> {self.n_out}, G={self.grid_size}, k={self.k}, {kind} grid"
+
+    def effective_coef(self) -> Tensor:
+        """``(n_in, G + k, n_out)`` coefficients ``w_s[i, j] * c[i, m, j]``."""
+        return self.spline_scale[:, None, :] * self.coef
+
+    def forward(self, h: Tensor) -> Tensor:
+        """``(N, n_in) -> (N, n_out)`` layer values."""
+        empty = h.new_zeros(h.shape[0], 0, self.n_in)
+        return spline_layer_jet(h, empty, empty, empty, self.knots, self.k, self.uniform,
+                                self.effective_coef(), self.base_weight)[0]
+
+    def jet(self, jet: Jet) -> Jet:
+        """Push a jet of the layer inputs through the layer."""
+        quad = jet.quad() if jet.channels.count else jet.second
+        value, grad, second = spline_layer_jet(
+            jet.value, jet.grad, jet.second, quad, self.knots, self.k, self.uniform,
+            self.effective_coef(), self.base_weight)
+        return Jet(value, grad, second, jet.channels)
+
+    def spline_values(self, h: Tensor, n_deriv: int = 0) -> Tensor:
+        """``(n_deriv+1, N, n_in, n_out)`` raw spline parts ``sum_m c[i, m, j] B_m(h_i)``."""
+        return spline.evaluate(h, self.knots, self.coef, self.k, n_deriv, self.uniform)
+
+    def edge_values(self, h: Tensor) -> Tensor:
+        """``(N, n_in, n_out)`` edge functions ``phi_ij(h_i)``."""
+        silu = silu_derivatives(h)[0]
+        return (self.base_weight * silu[..., None]
+                + self.spline_scale * self.spline_values(h)[0])
+
+    def _fit_points(self, knots: Tensor) -> Tensor:
+        """``(G'(k+1), n_in)`` points, ``k + 1`` inside every base interval of ``knots``."""
+        inner = knots[:, self.k : knots.shape[1] - self.k]  # (n_in, G'+1)
+        frac = (torch.arange(self.k + 1, dtype=knots.dtype, device=knots.device) + 0.5)
+        frac = frac / (self.k + 1)
+        pts = inner[:, :-1, None] + (inner[:, 1:] - inner[:, :-1])[..., None] * frac
+        return pts.reshape(self.n_in, -1).T
+
+    @torch.no_grad()
+    def _refit(self, knots: Tensor, uniform: bool) -> None:
+        """Move to ``knots`` and refit ``c`` so the spline part is kept on the new base range."""
+        x = self._fit_points(knots)  # (S, n_in)
+        target = self.spline_values(x)[0]  # (S, n_in, n_out)
+        coef = spline.fit_coefficients(x, target, knots, self.k, uniform)
+        self.knots = knots
+        self.uniform = uniform
+        self.coef = nn.Parameter(coef.contiguous())
+
+    def extend_grid(self, grid_size: int) -> None:
+        """Refine to ``grid_size`` intervals on the same base range (least-squares transfer).
+
+        On nested grids (``grid_size`` a multiple of ``G``) the spline is reproduced exactly.
+        The ``coef`` parameter is replaced: rebuild any optimiser afterwards.
+        """
+        spline.check_grid_size(grid_size)
+        inner = self.knots[:, self.k : self.knots.shape[1] - self.k]  # (n_in, G+1)
+        old = torch.linspace(0.0, 1.0, inner.shape[1], dtype=torch.float64)
+        new = torch.linspace(0.0, 1.0, grid_size + 1, dtype=torch.float64)
+        rows = [torch.from_numpy(_interp(new, old, r)) for r in inner.detach().cpu().double()]
+        new_inner = torch.stack(rows).to(self.knots)
+        self._refit(spline.extend_knots(new_inner, self.k), self.uniform)
+
+    def update_grid(self, h: Tensor, grid_eps: float = 0.02) -> None:
+        """Place the knots where the inputs ``h`` ``(S, n_in)`` are and keep the function there.
+
+        Base knots are ``grid_eps * uniform + (1 - grid_eps) * quantiles`` of each input's
+        samples (``grid_eps = 1``: a uniform grid over the sample range). Inputs whose
+        samples are all equal keep their grid.
+        """
+        if not 0.0 <= grid_eps <= 1.0:
+            raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps}")
+        h = h.detach()
+        sorted_h = torch.sort(h, dim=0).values  # (S, n_in)
+        pos = torch.linspace(0, h.shape[0] - 1, self.grid_size + 1).round().long()
+        adaptive = sorted_h[pos].T  # (n_in, G+1)
+        lo, hi = sorted_h[0], sorted_h[-1]
+        steps = torch.linspace(0.0, 1.0, self.grid_size + 1, dtype=h.dtype, device=h.device)
+        uniform = lo[:, None] + (hi - lo)[:, None] * steps  # (n_in, G+1)
+        inner = grid_eps * uniform + (1.0 - grid_eps) * adaptive
+        inner[:, 0], inner[:, -1] = lo, hi  # exact ends: every sample lies on the grid
+        gaps = inner[:, 1:] - inner[:, :-1]
+        tiny = 1e-9 * (hi - lo).clamp_min(1e-300)
+        bad = (gaps <= tiny[:, None]).any(1)
+        flat = (hi - lo) <= 1e-12 * (1.0 + hi.abs())
+        inner = torch.where((bad & ~flat)[:, None], uniform, inner)
+        old_inner = self.knots[:, self.k : self.knots.shape[1] - self.k]
+        inner = torch.where(flat[:, None], old_inner, inner)
+        keeps_uniform = grid_eps == 1.0 or bool((bad | flat).all())
+        self._refit(spline.extend_knots(inner, self.k), self.uniform and keeps_uniform)
+
+    def range_fraction(self, h: Tensor) -> Tensor:
+        """``(n_in,)`` fraction of the inputs ``h`` outside each input's base range."""
+        lo, hi = self.knots[:, self.k], self.knots[:, -self.k - 1]
+        return ((h < lo) | (h > hi)).to(h.dtype).mean(0)
+
+
+def _interp(x_new: Tensor, x_old: Tensor, y_old: Tensor):
+    import numpy as np
+
+    return np.interp(x_new.numpy(), x_old.numpy(), y_old.numpy())
+
+
+def _per_layer(value, n_layers: int, name: str) -> list:
+    if isinstance(value, (list, tuple)) and not (
+        name == "grid_range" and len(value) == 2 and not isinstance(value[0], (list, tuple))
+    ):
+        if len(value) != n_layers:
+            raise ValueError(f"{name}: expected one entry per layer ({n_layers}), "
+                             f"got {len(value)}")
+        return list(value)
+    return [value] * n_layers
+
+
+class KAN(nn.Module):
+    """A stack of :class:`KANLayer` s, optionally behind an input embedding.
+
+    Args:
+        widths: ``[d, n_1, ..., m]``: input dimension, hidden widths, outputs.
+        grid_size: ``G`` for every layer, or one per layer.
+        spline_order: ``k`` for every layer, or one per layer.
+        grid_range: base range ``(a, b)`` for every layer, or one per layer.
+        embedding: module mapping ``(N, d)`` coordinates to the first layer's inputs
+            (see :mod:`kanpde.nn.embed`); it must offer ``forward``, ``jet`` and ``out_dim``.
+        seed: seed of the generator for the initial parameters.
+
+    Example:
+        >>> model = KAN([2, 10, 1], grid_size=10, spline_order=3)
+        >>> jet = model.jet(torch.rand(8, 2, dtype=torch.float64), second=torch.eye(2)[None])
+    """
+
+    def __init__(self, widths: Sequence[int], grid_size: int | Sequence[int] = 5,
+                 spline_order: int | Sequence[int] = 3,
+                 grid_range: tuple[float, float] | Sequence[tuple[float, float]] = (-1.0, 1.0),
+                 *, embedding: nn.Module | None = None, noise_scale: float = 0.5, seed: int = 0,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):
+        super().__init__()
+        check_widths(widths)
+        self.widths = list(widths)
+        self.embedding = embedding
+        first = widths[0]
+        if embedding is not None:
+            if getattr(embedding, "in_dim", first) != first:
+                raise ValueError(f"embedding expects {embedding.in_dim} coordinates but "
+                                 f"widths[0] = {first}")
+            first = embedding.out_dim
+        n_layers = len(widths) - 1
+        sizes = _per_layer(grid_size, n_layers, "grid_size")
+        orders = _per_layer(spline_order, n_layers, "spline_order")
+        ranges = _per_layer(grid_range, n_layers, "grid_range")
+        gen = torch.Generator().manual_seed(seed)
+        dims = [first] + list(widths[1:])
+        self.layers = nn.ModuleList(
+            KANLayer(dims[i], dims[i + 1], sizes[i], orders[i], tuple(ranges[i]),
+                     noise_scale=noise_scale, generator=gen, dtype=dtype, device=device)
+            for i in range(n_layers))
+
+    @property
+    def in_dim(self) -> int:
+        return self.widths[0]
+
+    @property
+    def out_dim(self) -> int:
+        return self.widths[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, d) -> (N, m)`` field values."""
+        check_points(x, self.in_dim, self.layers[0].knots.dtype)
+        h = self.embedding(x) if self.embedding is not None else x
+        for layer in self.layers:
+            h = layer(h)
+        return h
+
+    def jet(self, x: Tensor, second: Tensor | Channels | None = None) -> Jet:
+        """Value, gradient and second-order channels of the field at ``x``.
+
+        Args:
+            x: ``(N, d)`` points.
+            second: ``(R, d, d)`` symmetric channel matrices, or ``None``.
+
+        Returns:
+            A :class:`~kanpde.jet.Jet` with ``value (N, m)``, ``grad (N, d, m)`` and
+            ``second (N, R, m)``.
+        """
+        check_points(x, self.in_dim, self.layers[0].knots.dtype)
+        channels = make_channels(second, x)
+        if channels.count and any(layer.k == 1 for layer in self.layers):
+            warnings.warn("second-order channels requested on a KAN with spline_order=1: "
+                          "the spline part of its edges has zero second derivative",
+                          stacklevel=2)
+        jet = Jet.identity(x, channels)
+        if self.embedding is not None:
+            jet = self.embedding.jet(jet)
+        for layer in self.layers:
+            jet = layer.jet(jet)
+        return jet
+
+    def layer_inputs(self, x: Tensor) -> list[Tensor]:
+        """The inputs ``(N, n_in)`` of every layer at the points ``x``."""
+        h = self.embedding(x) if self.embedding is not None else x
+        inputs = []
+        for layer in self.layers:
+            inputs.append(h)
+            h = layer(h)
+        return inputs
+
+    @torch.no_grad()
+    def update_grid(self, x: Tensor, grid_eps: float = 0.02) -> None:
+        """Update every layer's knots from the activations at the points ``x`` ``(S, d)``.
+
+        Layers are updated in order so that each sees the inputs of the updated layers
+        before it. Rebuild any optimiser afterwards (coefficients are new parameters).
+        """
+        check_points(x, self.in_dim, self.layers[0].knots.dtype)
+        h = self.embedding(x) if self.embedding is not None else x
+        for layer in self.layers:
+            layer.update_grid(h, grid_eps)
+            h = layer(h)
+
+    def extend_grid(self, grid_size: int | Sequence[int]) -> None:
+        """Refine every layer's grid to ``grid_size`` intervals (least-squares transfer)."""
+        for layer, size in zip(self.layers, _per_layer(grid_size, len(self.layers),
+                                                       "grid_size"), strict=True):
+            layer.extend_grid(size)
+
+    @torch.no_grad()
+    def range_fraction(self, x: Tensor) -> list[Tensor]:
+        """Per layer, the fraction ``(n_in,)`` of activations outside the grid range."""
+        return [layer.range_fraction(h) for layer, h in zip(self.layers, self.layer_inputs(x),
+                                                            strict=True)]
