@@ -159,6 +159,24 @@ class Jet:
         return Jet(self.value[:, columns], self.grad[..., columns], self.second[..., columns],
                    self.channels)
 
+    def __add__(self, other: Jet) -> Jet:
+        return Jet(self.value + other.value, self.grad + other.grad,
+                   self.second + other.second, self.channels)
+
+    def __mul__(self, other: Jet) -> Jet:
+        """Product rule: ``<W, Hess(ab)> = a <W, Hess b> + b <W, Hess a> + 2 grad a^T W grad b``.
+
+        Components broadcast: an ``other`` of width 1 multiplies every component.
+        """
+        w = self.channels.matrices  # (R, d, d)
+        grad_a, grad_b = torch.broadcast_tensors(self.grad, other.grad)  # (N, d, n) each
+        cross = torch.einsum("Nai,rab,Nbi->Nri", grad_a, w, grad_b)  # (N, R, n)
+        value = self.value * other.value
+        grad = self.grad * other.value[:, None] + other.grad * self.value[:, None]
+        second = (self.second * other.value[:, None] + other.second * self.value[:, None]
+                  + 2.0 * cross)
+        return Jet(value, grad, second, self.channels)
+
     @staticmethod
     def cat(jets: Sequence[Jet]) -> Jet:
         """Concatenate components of jets that share points and channels."""

@@ -1,0 +1,356 @@
+"""A PDE problem: domain, residuals, conditions, parameters and a reference solution.
+
+A problem file is a Python module that defines ``problem = Problem(...)``::
+
+    problem = Problem(
+        name="poisson2d_sinsin",
+        coords=("x", "y"),
+        domain=Box([-1, -1], [1, 1], coord_names=("x", "y")),
+        residuals={"pde": lambda s: s.u.laplacian() + 2 * pi**2 * sin(pi * s.x) * sin(pi * s.y)},
+        conditions=[Dirichlet(on="boundary", value=0.0)],
+        exact=lambda x: sin(pi * x[:, 0]) * sin(pi * x[:, 1]),
+    )
+
+Residuals are written against a :class:`~kanpde.derivatives.Scope` ``s``: coordinates
+(``s.x``), fields with derivatives by coordinate name (``s.u.d("x", "x")``,
+``s.u.laplacian()``), constants and unknown parameters (``s.nu``). The second-order channels
+a problem needs are found by running its residuals once on a recording probe, so the same
+file runs on the "jet" and "autograd" engines and never names either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from kanpde.conditions import Condition, ConditionPoints, Periodic
+from kanpde.derivatives import (
+    DerivativeRecorder,
+    FieldView,
+    JetDerivatives,
+    ProblemError,
+    Scope,
+    compute_jet,
+)
+from kanpde.jet import Channels
+
+Residual = Callable[[Scope], Tensor]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A PDE problem. Immutable; build variants with :func:`dataclasses.replace`.
+
+    Attributes:
+        name: short identifier.
+        coords: coordinate names in tensor column order (time last when present).
+        domain: a :mod:`kanpde.geometry` domain of dimension ``len(coords)``.
+        residuals: ``{name: r(s) -> (N,)}``: the PDE(s), zero for the solution.
+        conditions: boundary, initial and data conditions.
+        fields: output field names (model output columns).
+        constants: fixed named parameters, visible in residuals as ``s.<name>``.
+        unknowns: unknown scalar parameters with initial guesses (inverse problems).
+        exact: exact solution ``(N, d) -> (N,)`` or ``(N, m)``.
+        reference: reference data (a :class:`kanpde.reference.Reference`), when no ``exact``.
+        true_unknowns: the true values of the unknowns, for reporting.
+        time: name of the time coordinate (must be the last one), or ``None``.
+        eval_resolution: points per axis of the evaluation grid (``d <= 2``).
+        eval_points: number of random evaluation points (``d > 2`` or non-box domains).
+        transform: optional hard-constraint output transform (see :mod:`kanpde.nn.transform`).
+        description: free text (the file's docstring by default).
+    """
+
+    name: str
+    coords: tuple[str, ...]
+    domain: object
+    residuals: Mapping[str, Residual]
+    conditions: Sequence[Condition] = ()
+    fields: tuple[str, ...] = ("u",)
+    constants: Mapping[str, float] = field(default_factory=dict)
+    unknowns: Mapping[str, float] = field(default_factory=dict)
+    exact: Callable[[Tensor], Tensor] | None = None
+    reference: object | None = None
+    true_unknowns: Mapping[str, float] = field(default_factory=dict)
+    time: str | None = None
+    eval_resolution: int | None = None
+    eval_points: int = 10_000
+    transform: object | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        coords = tuple(self.coords)
+        fields = tuple(self.fields)
+        object.__setattr__(self, "coords", coords)
+        object.__setattr__(self, "fields", fields)
+        names = list(coords) + list(fields) + list(self.constants) + list(self.unknowns)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ProblemError(f"names used twice among coordinates, fields and parameters: "
+                               f"{', '.join(dupes)}")
+        if getattr(self.domain, "dim", None) != len(coords):
+            raise ProblemError(f"domain has dimension {getattr(self.domain, 'dim', '?')} but "
+                               f"{len(coords)} coordinates are named ({', '.join(coords)})")
+        if self.time is not None and (self.time not in coords or coords[-1] != self.time):
+            raise ProblemError(f"time coordinate {self.time!r} must be the last coordinate "
+                               f"(coordinates: {', '.join(coords)})")
+        if not self.residuals:
+            raise ProblemError("problem has no residuals")
+        for key, fn in self.residuals.items():
+            if not callable(fn):
+                raise ProblemError(f"residual {key!r} is not callable")
+        if not self.conditions and not self.unknowns and self.transform is None:
+            raise ProblemError("problem has no conditions (boundary, initial or data)")
+        conds = tuple(dataclasses.replace(c, coords=coords) if isinstance(c, Periodic) else c
+                      for c in self.conditions)
+        for c in conds:
+            if not isinstance(c, Condition):
+                raise ProblemError(f"conditions must be kanpde.conditions types, got "
+                                   f"{type(c).__name__}")
+            if c.field not in fields:
+                raise ProblemError(f"condition {type(c).__name__} names unknown field "
+                                   f"{c.field!r} (fields: {', '.join(fields)})")
+        object.__setattr__(self, "conditions", conds)
+        if self.exact is None and self.reference is None:
+            raise ProblemError("problem needs an exact solution or a reference")
+        object.__setattr__(self, "_keys", self._probe())
+
+    # ---------------------------------------------------------------- derivatives ----------
+
+    def _probe(self) -> list[tuple]:
+        """Run every residual on a recording probe; return the second-order channel keys."""
+        gen = torch.Generator().manual_seed(0)
+        x = self.domain.sample_interior(4, gen)
+        recorder = DerivativeRecorder(self.coords, self.time, x.shape[0], x)
+        scope = Scope(x, self.coords,
+                      {f: FieldView(f, x.new_zeros(x.shape[0]), recorder) for f in self.fields},
+                      self.parameters(x))
+        for key, fn in self.residuals.items():
+            out = fn(scope)
+            self._check_output(out, x.shape[0], f"residual {key!r}")
+        return recorder.keys
+
+    @staticmethod
+    def _check_output(out, n: int, what: str) -> Tensor:
+        if isinstance(out, FieldView):
+            out = out.value
+        if not isinstance(out, Tensor):
+            raise ProblemError(f"{what} returned {type(out).__name__}, expected a tensor "
+                               f"of shape ({n},)")
+        if out.shape == (n, 1):
+            out = out[:, 0]
+        if out.shape != (n,):
+            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected ({n},)")
+        return out
+
+    def channels(self, like: Tensor) -> Channels:
+        """The ``(R, d, d)`` second-order channels the residuals need."""
+        d = len(self.coords)
+        mats = []
+        for kind, names in self._keys:  # type: ignore[attr-defined]
+            w = like.new_zeros(d, d)
+            idx = [self.coords.index(c) for c in names]
+            if kind == "lap":
+                for i in idx:
+                    w[i, i] = 1.0
+            else:
+                w[idx[0], idx[1]] += 0.5
+                w[idx[1], idx[0]] += 0.5
+            mats.append(w)
+        return Channels(torch.stack(mats) if mats else like.new_zeros(0, d, d))
+
+    @property
+    def channel_keys(self) -> list[tuple]:
+        """Second-order requests found by the probe, e.g. ``[("lap", ("x", "y"))]``."""
+        return list(self._keys)  # type: ignore[attr-defined]
+
+    def parameters(self, like: Tensor, unknowns: Mapping[str, Tensor] | None = None) -> dict:
+        """Constants and unknowns (current values, or the initial guesses) by name."""
+        params: dict = {k: float(v) for k, v in self.constants.items()}
+        for k, v in self.unknowns.items():
+            params[k] = unknowns[k] if unknowns is not None else like.new_tensor(float(v))
+        return params
+
+    def scope(self, model: nn.Module, x: Tensor, *, engine: str = "jet",
+              channels: Channels | None = None, order: int = 2,
+              unknowns: Mapping[str, Tensor] | None = None,
+              normals: Tensor | None = None) -> Scope:
+        """Evaluate ``model`` on ``x`` and wrap it as a :class:`Scope`.
+
+        ``order`` 0 computes values only, 1 adds gradients, 2 adds the problem's channels.
+        """
+        if order == 0:
+            value = model(x)
+            jet = None
+        else:
+            second = (channels if channels is not None else self.channels(x)) if order == 2 \
+                else None
+            jet = compute_jet(model, x, second, engine)
+            value = jet.value
+        source = (JetDerivatives(self.coords, self.time, self.fields, jet,
+                                 self._keys if order == 2 else [])  # type: ignore[attr-defined]
+                  if jet is not None else _NoDerivatives(self.coords, self.time))
+        views = {f: FieldView(f, value[:, j], source) for j, f in enumerate(self.fields)}
+        return Scope(x, self.coords, views, self.parameters(x, unknowns), normals)
+
+    def residual_values(self, model: nn.Module, x: Tensor, *, engine: str = "jet",
+                        unknowns: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """``{name: (N,)}`` PDE residuals of ``model`` at interior points ``x``."""
+        s = self.scope(model, x, engine=engine, unknowns=unknowns)
+        return {k: self._check_output(fn(s), x.shape[0], f"residual {k!r}")
+                for k, fn in self.residuals.items()}
+
+    def condition_values(self, condition: Condition, model: nn.Module, pts: ConditionPoints,
+                         *, engine: str = "jet",
+                         unknowns: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Residual ``(n,)`` of one condition at its points."""
+        s = self.scope(model, pts.points, engine=engine, order=condition.order,
+                       unknowns=unknowns, normals=pts.normals)
+        out = condition.residual(s)
+        if isinstance(out, FieldView):
+            out = out.value
+        return out
+
+    # ---------------------------------------------------------------- solution -------------
+
+    def solution(self, x: Tensor) -> Tensor:
+        """``(N, m)`` exact or reference solution at ``x``."""
+        if self.exact is not None:
+            out = self.exact(x)
+        else:
+            out = self.reference(x)  # type: ignore[misc]
+        out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+        if out.ndim == 1:
+            out = out[:, None]
+        if out.shape != (x.shape[0], len(self.fields)):
+            raise ProblemError(f"solution returned shape {tuple(out.shape)}, expected "
+                               f"({x.shape[0]}, {len(self.fields)})")
+        return out
+
+    def evaluation_points(self, *, dtype: torch.dtype = torch.float64,
+                          device: torch.device | str | None = None) -> Tensor:
+        """Points for the error metrics: a grid over the bounding box (kept inside the domain)
+        when ``d <= 2``, else ``eval_points`` random interior points (fixed seed)."""
+        lo, hi = self.domain.bbox
+        d = len(self.coords)
+        if d <= 2:
+            res = self.eval_resolution or (2001 if d == 1 else 101)
+            axes = [torch.linspace(float(lo[i]), float(hi[i]), res, dtype=torch.float64)
+                    for i in range(d)]
+            grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
+            grid = grid[self.domain.inside(grid)]
+        else:
+            grid = self.domain.sample_interior(self.eval_points,
+                                               torch.Generator().manual_seed(12345))
+        return grid.to(dtype=dtype, device=device)
+
+
+class _NoDerivatives(JetDerivatives):
+    def __init__(self, coords, time):
+        super(JetDerivatives, self).__init__(coords, time)
+
+    def derivative(self, field, coords):
+        raise ProblemError("this condition was evaluated without derivatives (order 0)")
+
+    laplacian = derivative
+
+
+class SolutionField(nn.Module):
+    """A problem's exact solution as a model, with jets by ``torch.func`` (forward over
+    reverse), so residuals and conditions of the exact solution can be checked on both
+    engines."""
+
+    def __init__(self, problem: Problem):
+        super().__init__()
+        if problem.exact is None:
+            raise ProblemError(f"problem {problem.name!r} has no exact solution")
+        self.problem = problem
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.problem.solution(x)
+
+    def jet(self, x: Tensor, second=None):
+        from torch.func import hessian, jacfwd, vmap
+
+        from kanpde.jet import Jet
+        from kanpde.nn.common import make_channels
+
+        channels = make_channels(second, x)
+
+        def point(p: Tensor) -> Tensor:
+            return self.problem.solution(p[None])[0]  # (m,)
+
+        value = self.forward(x)
+        grad = vmap(jacfwd(point))(x).transpose(1, 2)  # (N, d, m)
+        if channels.count:
+            hess = vmap(hessian(point))(x)  # (N, m, d, d)
+            second_out = torch.einsum("rab,Njab->Nrj", channels.matrices, hess)
+        else:
+            second_out = x.new_zeros(x.shape[0], 0, value.shape[1])
+        return Jet(value, grad, second_out, channels)
+
+
+def load_problem(path: str | Path) -> Problem:
+    """Import a problem file and return its ``problem``, validated.
+
+    Raises:
+        ProblemError: one line naming the file and the fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProblemError(f"problem file '{path}': not found")
+    if path.suffix != ".py":
+        raise ProblemError(f"problem file '{path}': expected a Python file (.py)")
+    module_name = f"kanpde_problem_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except ProblemError as err:
+        raise ProblemError(f"problem file '{path}': {err}") from err
+    except Exception as err:  # the user's code failed: say where
+        tb = traceback.extract_tb(err.__traceback__)
+        where = next((f"line {f.lineno}" for f in reversed(tb) if f.filename == str(path)),
+                     "import")
+        raise ProblemError(f"problem file '{path}': {type(err).__name__} at {where}: "
+                           f"{err}") from err
+    finally:
+        sys.modules.pop(module_name, None)
+    problem = getattr(module, "problem", None)
+    if problem is None:
+        raise ProblemError(f"problem file '{path}': defines no `problem`")
+    if not isinstance(problem, Problem):
+        raise ProblemError(f"problem file '{path}': `problem` is a {type(problem).__name__}, "
+                           "not a kanpde.Problem")
+    try:
+        check_problem(problem)
+    except ProblemError as err:
+        raise ProblemError(f"problem file '{path}': {err}") from err
+    if not problem.description and module.__doc__:
+        problem = dataclasses.replace(problem, description=module.__doc__.strip())
+    return problem
+
+
+def check_problem(problem: Problem, n: int = 8) -> None:
+    """Evaluate residuals, conditions and the solution on a few points with a small KAN."""
+    from kanpde.nn import KAN
+
+    gen = torch.Generator().manual_seed(0)
+    x = problem.domain.sample_interior(n, gen)
+    model = KAN([len(problem.coords), 3, len(problem.fields)], grid_size=3)
+    problem.residual_values(model, x)
+    for i, cond in enumerate(problem.conditions):
+        pts = cond.sample(problem.domain, n, gen)
+        out = problem.condition_values(cond, model, pts)
+        if not isinstance(out, Tensor) or out.ndim != 1:
+            raise ProblemError(f"condition {cond.label(i)} returned "
+                               f"{getattr(out, 'shape', type(out).__name__)}, expected (n,)")
+    problem.solution(x)
