@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from kanpde.jet import Channels, Jet
 from kanpde.nn.common import make_channels
 
-ENGINES = ("jet", "autograd")
+ENGINES = ("jet", "jet-torch", "jet-triton", "autograd")
 
 
 def autograd_jet(model: nn.Module, x: Tensor, second: Tensor | Channels | None = None) -> Jet:
@@ -59,7 +59,17 @@ def _grad(out: Tensor, x: Tensor) -> Tensor:
 
 def compute_jet(model: nn.Module, x: Tensor, second: Tensor | Channels | None = None,
                 engine: str = "jet") -> Jet:
-    """The field's jet at ``x`` by the chosen engine (``"jet"`` or ``"autograd"``)."""
+    """The field's jet at ``x`` by the chosen engine.
+
+    ``"jet"`` pushes jets forward (fused Triton kernels for KAN layers on CUDA when available),
+    ``"jet-torch"`` and ``"jet-triton"`` force the KAN layer implementation, ``"autograd"`` is
+    nested reverse mode (the reference).
+    """
+    if engine in ("jet-torch", "jet-triton"):
+        kernel = engine.split("-")[1]
+        if hasattr(model, "layers") and hasattr(model.layers[0], "knots"):
+            return model.jet(x, second=second, kernel=kernel)
+        return model.jet(x, second=second)
     if engine == "jet":
         return model.jet(x, second=second)
     if engine == "autograd":

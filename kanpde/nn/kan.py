@@ -30,6 +30,8 @@ from kanpde import spline
 from kanpde.jet import Channels, Jet, silu_derivatives
 from kanpde.nn.common import check_points, check_widths, make_channels
 
+KERNELS = ("auto", "torch", "triton")
+
 
 def spline_layer_jet(
     value: Tensor, grad: Tensor, second: Tensor, quad: Tensor, knots: Tensor, k: int,
@@ -132,13 +134,42 @@ class KANLayer(nn.Module):
         return spline_layer_jet(h, empty, empty, empty, self.knots, self.k, self.uniform,
                                 self.effective_coef(), self.base_weight)[0]
 
-    def jet(self, jet: Jet) -> Jet:
-        """Push a jet of the layer inputs through the layer."""
+    def jet(self, jet: Jet, kernel: str = "auto") -> Jet:
+        """Push a jet of the layer inputs through the layer.
+
+        Args:
+            kernel: ``"auto"`` (fused Triton kernel for CUDA tensors on uniform grids when
+                triton is available, else PyTorch), ``"torch"`` or ``"triton"`` (forced).
+        """
         quad = jet.quad() if jet.channels.count else jet.second
-        value, grad, second = spline_layer_jet(
-            jet.value, jet.grad, jet.second, quad, self.knots, self.k, self.uniform,
-            self.effective_coef(), self.base_weight)
+        if self._use_triton(jet.value, kernel):
+            from kanpde.kernels import kan_layer_jet
+
+            lo = self.knots[:, self.k]
+            step = self.knots[:, self.k + 1] - lo
+            value, grad, second = kan_layer_jet(
+                jet.value, jet.grad, jet.second, quad, lo, step, self.grid_size, self.k,
+                self.effective_coef(), self.base_weight)
+        else:
+            value, grad, second = spline_layer_jet(
+                jet.value, jet.grad, jet.second, quad, self.knots, self.k, self.uniform,
+                self.effective_coef(), self.base_weight)
         return Jet(value, grad, second, jet.channels)
+
+    def _use_triton(self, x: Tensor, kernel: str) -> bool:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        if kernel == "torch":
+            return False
+        from kanpde.kernels import available
+
+        ok = self.uniform and available(x.device)
+        if kernel == "triton" and not ok:
+            why = ("the grid is not uniform (after update_grid)" if not self.uniform else
+                   f"triton cannot run on device {x.device} (CUDA, or TRITON_INTERPRET=1 "
+                   "on CPU, with triton installed)")
+            raise RuntimeError(f"kernel='triton' requested but {why}")
+        return ok and (kernel == "triton" or x.is_cuda)
 
     def spline_values(self, h: Tensor, n_deriv: int = 0) -> Tensor:
         """``(n_deriv+1, N, n_in, n_out)`` raw spline parts ``sum_m c[i, m, j] B_m(h_i)``."""
@@ -292,12 +323,14 @@ class KAN(nn.Module):
             h = layer(h)
         return h
 
-    def jet(self, x: Tensor, second: Tensor | Channels | None = None) -> Jet:
+    def jet(self, x: Tensor, second: Tensor | Channels | None = None,
+            kernel: str = "auto") -> Jet:
         """Value, gradient and second-order channels of the field at ``x``.
 
         Args:
             x: ``(N, d)`` points.
             second: ``(R, d, d)`` symmetric channel matrices, or ``None``.
+            kernel: layer implementation, see :meth:`KANLayer.jet`.
 
         Returns:
             A :class:`~kanpde.jet.Jet` with ``value (N, m)``, ``grad (N, d, m)`` and
@@ -313,7 +346,7 @@ class KAN(nn.Module):
         if self.embedding is not None:
             jet = self.embedding.jet(jet)
         for layer in self.layers:
-            jet = layer.jet(jet)
+            jet = layer.jet(jet, kernel)
         return jet
 
     def layer_inputs(self, x: Tensor) -> list[Tensor]:
