@@ -15,6 +15,8 @@ given data points) and what must vanish there, as a function of a
 =================  =====================================================================
 
 Values ``g`` are numbers or callables ``g(s) -> (N,)`` of the scope (``s.x``, ``s.t``, ...).
+On a space-time domain ``on="boundary"`` means the spatial boundary at all times (the lateral
+boundary), never the initial or final time.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ def _boundary(domain, n: int, generator: torch.Generator, method: str, on: Where
     parts = None if on == "boundary" else ([on] if isinstance(on, str) else list(on))
     if parts is not None and "boundary" in parts:
         parts = None
+    if parts is None and hasattr(domain, "sample_lateral"):
+        # space-time: "boundary" is the spatial boundary for all times, never t = t0 or t1
+        sample = domain.sample_lateral(n, generator, method=method)
+        return ConditionPoints(sample.points, sample.normals)
     sample = domain.sample_boundary(n, generator, method=method, parts=parts)
     return ConditionPoints(sample.points, sample.normals)
 

@@ -174,3 +174,12 @@ def test_hard_constraint_holds_and_jets_agree(kind):
     gb = torch.autograd.grad(b.second.square().sum(), params)
     for u, v in zip(ga, gb, strict=True):
         torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_boundary_on_space_time_is_the_lateral_boundary():
+    dom = SpaceTime(Interval(0.0, 1.0), 0.0, 2.0)
+    pts = Dirichlet(on="boundary").sample(dom, 200, torch.Generator().manual_seed(7))
+    x = pts.points
+    assert bool(((x[:, 0] == 0.0) | (x[:, 0] == 1.0)).all())
+    assert float(x[:, 1].min()) > 0.0 and float(x[:, 1].max()) < 2.0
+    torch.testing.assert_close(pts.normals[:, 1], torch.zeros(200, dtype=DT))

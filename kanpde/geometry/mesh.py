@@ -238,7 +238,8 @@ class MeshDomain(Domain):
         if not p.is_file():
             raise FileNotFoundError(f"mesh file '{path}': not found")
         try:
-            mesh = meshio.read(p)
+            fmt = "gmsh" if p.suffix.lower() == ".msh" else None  # not the ansys reader
+            mesh = meshio.read(p, file_format=fmt)
         except (Exception, SystemExit) as exc:  # meshio calls sys.exit on some parse errors
             reason = str(exc) if isinstance(exc, Exception) else "meshio could not parse it"
             raise ValueError(f"mesh file '{path}': cannot read ({reason})") from None
