@@ -176,3 +176,16 @@ def test_bad_jet_arguments(model):
         model.jet(x, second=torch.tensor([[[0.0, 1.0], [0.0, 0.0]]], dtype=DT))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         model.jet([[0.0, 0.0]])
+
+
+def test_state_dict_round_trip_after_grid_changes():
+    model = KAN([2, 4, 1], grid_size=5, seed=0)
+    x = _points(300, 2, -1.2, 1.2)
+    model.extend_grid(10)
+    model.update_grid(x)
+    fresh = KAN([2, 4, 1], grid_size=5, seed=1)
+    fresh.load_state_dict(model.state_dict())
+    assert [layer.grid_size for layer in fresh.layers] == [10, 10]
+    assert not fresh.layers[0].uniform
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)

@@ -120,6 +120,23 @@ class KANLayer(nn.Module):
         """Number ``G`` of base intervals."""
         return self.knots.shape[1] - 2 * self.k - 1
 
+    def get_extra_state(self) -> dict:
+        return {"uniform": self.uniform, "k": self.k}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.uniform = bool(state["uniform"])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Accept states saved after grid extension or update (other ``G``, moved knots)."""
+        knots, coef = state_dict.get(prefix + "knots"), state_dict.get(prefix + "coef")
+        if knots is not None and knots.shape != self.knots.shape:
+            self.knots = torch.empty_like(knots, device=self.knots.device,
+                                          dtype=self.knots.dtype)
+        if coef is not None and coef.shape != self.coef.shape:
+            self.coef = nn.Parameter(torch.empty(coef.shape, device=self.coef.device,
+                                                 dtype=self.coef.dtype))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         kind = "uniform" if self.uniform else "adaptive"
         return f"{self.n_in} -> {self.n_out}, G={self.grid_size}, k={self.k}, {kind} grid"
