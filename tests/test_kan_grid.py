@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from kanpde import KAN, MLP
+from kanpde.nn import AffineMap, Chain, PeriodicEmbedding
 from kanpde.nn.kan import KANLayer
 
 DT = torch.float64
@@ -154,6 +155,9 @@ def test_per_layer_settings():
         (lambda: KAN([2, 3, 1], grid_size=[3, 4, 5]), "grid_size"),
         (lambda: KAN([2, 3, 1], grid_range=(1, -1)), "grid_range"),
         (lambda: MLP([2, 3, 1], activation="relu6"), "activation"),
+        (lambda: KAN([3, 4, 1], embedding=AffineMap([0, 0], [1, 1])), "embedding expects 2"),
+        (lambda: MLP([3, 4, 1], embedding=AffineMap([0, 0], [1, 1])), "embedding expects 2"),
+        (lambda: Chain(AffineMap([0, 0], [1, 1]), PeriodicEmbedding(3, {0: 1.0})), "Chain"),
     ],
 )
 def test_bad_construction(build, match):
