@@ -108,13 +108,21 @@ class ProcessCounters:
 
     max_rss_bytes: int
     minor_faults: int
+    cpu_s: float
+    wall_s: float
 
 
 def process_counters() -> ProcessCounters:
-    """Peak resident set size (bytes) and minor page faults so far, from ``getrusage``."""
+    """Peak resident set size (bytes), minor page faults and CPU seconds (user + system, all
+    threads) so far, from ``getrusage``, with a wall-clock stamp (``time.perf_counter``).
+
+    ``cpu_s`` over ``wall_s`` between two stamps is the number of cores the process kept
+    busy: well below its thread count means it waited for the CPU (a busy machine) or memory.
+    """
     usage = resource.getrusage(resource.RUSAGE_SELF)
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return ProcessCounters(int(usage.ru_maxrss) * scale, int(usage.ru_minflt))
+    return ProcessCounters(int(usage.ru_maxrss) * scale, int(usage.ru_minflt),
+                           usage.ru_utime + usage.ru_stime, time.perf_counter())
 
 
 def profile_call(fn: Callable[[], Any], *, device: torch.device | str = "cpu",

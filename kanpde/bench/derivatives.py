@@ -170,6 +170,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         **timing.as_dict(),
         "peak_memory_bytes": int(peak), "peak_memory_method": method,
         "minor_faults_per_step": (after.minor_faults - before.minor_faults) / n_steps,
+        "cpu_per_wall": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
         "loss": float(losses[-1]),
     }
     if spec.get("profile", True):
@@ -261,8 +262,13 @@ def _header(doc: dict[str, Any]) -> list[str]:
         f"time: median [min-max] over {cfg['repeats']} steps after {cfg['warmup']} warm-up; "
         f"peak mem: {mem}",
         "alloc peak: torch.profiler, peak of live allocator bytes during one extra step; "
-        "faults: minor page faults per step (x 4 KiB = memory first touched)",
+        "faults: minor page faults per step (x 4 KiB = memory first touched); "
+        "cpu/wall: cores kept busy during the steps",
     ]
+    load = (m.get("load_average") or [0.0])[0]
+    if max(load, (m.get("load_average_end") or [0.0])[0]) > (m.get("usable_cpus") or 1) + 1:
+        lines.append("WARNING: the machine was busy (load average above cores + 1): "
+                     "times are unreliable")
     if cfg.get("jobs", 1) > 1:
         lines.append(f"WARNING: {cfg['jobs']} workers ran at once: times are not comparable")
     if "first_touch" in m:
@@ -278,12 +284,12 @@ def tables(doc: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], 
     """Headers and rows of the results table and the ratio table."""
     s_fault = doc["machine"].get("first_touch", {}).get("s_per_fault")
     head = ["variant", "G", "params", "time/step ms", "[min-max]", "peak mem MiB",
-            "alloc peak MiB", "faults/step", "est. fault ms", "alloc+fill %"]
+            "alloc peak MiB", "faults/step", "est. fault ms", "alloc+fill %", "cpu/wall"]
     rows = []
     for r in doc["records"]:
         g = "-" if r.get("grid_size") is None else str(r["grid_size"])
         if "error" in r:
-            rows.append([r["variant"], g, "-", "failed", r["error"][:40], *["-"] * 5])
+            rows.append([r["variant"], g, "-", "failed", r["error"][:40], *["-"] * 6])
             continue
         faults = r["minor_faults_per_step"]
         share = (f"{100 * r['alloc_fill_s'] / r['total_self_s']:.0f}"
@@ -292,7 +298,8 @@ def tables(doc: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], 
                      f"[{common.fmt_ms(r['time_min_s'])}-{common.fmt_ms(r['time_max_s'])}]",
                      common.fmt_mib(r["peak_memory_bytes"]),
                      common.fmt_mib(r.get("allocator_peak_bytes")), f"{faults:.0f}",
-                     common.fmt_ms(faults * s_fault) if s_fault else "-", share])
+                     common.fmt_ms(faults * s_fault) if s_fault else "-", share,
+                     f"{r['cpu_per_wall']:.2f}" if "cpu_per_wall" in r else "-"])
     rhead = ["ratio", "G", "time", "peak mem", "alloc peak"]
     rrows = [[f"{q['numerator']} / {q['denominator']}",
               "-" if q["grid_size"] is None else str(q["grid_size"]),
@@ -301,13 +308,17 @@ def tables(doc: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], 
     return head, rows, rhead, rrows
 
 
+def _short(op: str) -> str:
+    return op.replace("autograd::engine::evaluate_function: ", "bw:").removeprefix("aten::")
+
+
 def breakdown(doc: dict[str, Any], top: int = 8) -> list[str]:
     """Per record, the ``top`` ops by self time (from the profiled step)."""
     lines = []
     for r in doc["records"]:
         if not r.get("top_ops"):
             continue
-        ops = ", ".join(f"{o['name'].removeprefix('aten::')} {100 * o['share']:.0f}%"
+        ops = ", ".join(f"{_short(o['name'])} {100 * o['share']:.0f}%"
                         for o in r["top_ops"][:top])
         lines.append(f"{r['variant']} G={r['grid_size'] or '-'} "
                      f"({r['total_self_s'] * 1e3:.0f} ms profiled): {ops}")

@@ -55,7 +55,7 @@ def spline_layer_jet(
     """
     n_points, n_in = value.shape
     dim, n_ch = grad.shape[1], second.shape[1]
-    n_deriv = 0 if dim == 0 else (1 if n_ch == 0 else 2)
+    n_deriv = 2 if n_ch else (1 if dim else 0)
     idx, basis = spline.local_basis(value, knots, k, n_deriv, uniform)  # (q, N, n_in, k+1)
     if n_deriv == 0:
         base = torch.nn.functional.silu(value)[None]  # (1, N, n_in)
