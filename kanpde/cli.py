@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
 
     from kanpde import bench
+    from kanpde.commands import add_commands
 
+    add_commands(sub)
     bench.register(sub)
     return parser
 

@@ -170,6 +170,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         **timing.as_dict(),
         "peak_memory_bytes": int(peak), "peak_memory_method": method,
         "minor_faults_per_step": (after.minor_faults - before.minor_faults) / n_steps,
+        "cpu_s_per_step": (after.cpu_s - before.cpu_s) / n_steps,
         "cpu_per_wall": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
         "loss": float(losses[-1]),
     }
@@ -186,10 +187,12 @@ def _ratio(num: dict | None, den: dict | None, key: str) -> float | None:
 
 def ratios(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per grid size: ``efficient-kan-autograd / kan-jet`` and ``kan-autograd / kan-jet``
-    for median time, peak memory and allocator peak; then ``mlp-autograd / mlp-jet``."""
+    of median and min time, CPU time per step, peak memory and allocator peak; then
+    ``mlp-autograd / mlp-jet``."""
     ok = [r for r in records if "error" not in r]
     by_key = {(r["variant"], r["grid_size"]): r for r in ok}
-    keys = ("time_median_s", "peak_memory_bytes", "allocator_peak_bytes")
+    keys = {"time_median": "time_median_s", "time_min": "time_min_s", "cpu": "cpu_s_per_step",
+            "peak_memory": "peak_memory_bytes", "allocator_peak": "allocator_peak_bytes"}
     pairs = [(g, num, den) for g in sorted({r["grid_size"] for r in ok if r["grid_size"]})
              for num, den in (("efficient-kan-autograd", "kan-jet"),
                               ("kan-autograd", "kan-jet"))]
@@ -199,8 +202,7 @@ def ratios(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         a, b = by_key.get((num, g)), by_key.get((den, g))
         if a and b:
             out.append({"grid_size": g, "numerator": num, "denominator": den,
-                        **{k.removesuffix("_bytes").removesuffix("_s"): _ratio(a, b, k)
-                           for k in keys}})
+                        **{name: _ratio(a, b, key) for name, key in keys.items()}})
     return out
 
 
@@ -263,7 +265,8 @@ def _header(doc: dict[str, Any]) -> list[str]:
         f"peak mem: {mem}",
         "alloc peak: torch.profiler, peak of live allocator bytes during one extra step; "
         "faults: minor page faults per step (x 4 KiB = memory first touched); "
-        "cpu/wall: cores kept busy during the steps",
+        "cpu: user + system seconds of the worker per step (all threads; robust to other "
+        "load with --threads 1); cpu/wall: cores kept busy",
     ]
     load = (m.get("load_average") or [0.0])[0]
     if max(load, (m.get("load_average_end") or [0.0])[0]) > (m.get("usable_cpus") or 1) + 1:
@@ -283,28 +286,31 @@ def _header(doc: dict[str, Any]) -> list[str]:
 def tables(doc: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
     """Headers and rows of the results table and the ratio table."""
     s_fault = doc["machine"].get("first_touch", {}).get("s_per_fault")
-    head = ["variant", "G", "params", "time/step ms", "[min-max]", "peak mem MiB",
-            "alloc peak MiB", "faults/step", "est. fault ms", "alloc+fill %", "cpu/wall"]
+    head = ["variant", "G", "params", "time/step ms [min-max]", "cpu ms/step", "cpu/wall",
+            "peak mem MiB", "alloc peak MiB", "faults/step", "est. fault ms", "alloc+fill %"]
     rows = []
     for r in doc["records"]:
         g = "-" if r.get("grid_size") is None else str(r["grid_size"])
         if "error" in r:
-            rows.append([r["variant"], g, "-", "failed", r["error"][:40], *["-"] * 6])
+            rows.append([r["variant"], g, "-", f"failed: {r['error'][:60]}", *["-"] * 7])
             continue
         faults = r["minor_faults_per_step"]
         share = (f"{100 * r['alloc_fill_s'] / r['total_self_s']:.0f}"
                  if r.get("total_self_s") else "-")
-        rows.append([r["variant"], g, str(r["n_params"]), common.fmt_ms(r["time_median_s"]),
-                     f"[{common.fmt_ms(r['time_min_s'])}-{common.fmt_ms(r['time_max_s'])}]",
+        time = (f"{common.fmt_ms(r['time_median_s'])} [{common.fmt_ms(r['time_min_s'])}-"
+                f"{common.fmt_ms(r['time_max_s'])}]")
+        rows.append([r["variant"], g, str(r["n_params"]), time,
+                     common.fmt_ms(r.get("cpu_s_per_step")),
+                     f"{r['cpu_per_wall']:.2f}" if "cpu_per_wall" in r else "-",
                      common.fmt_mib(r["peak_memory_bytes"]),
                      common.fmt_mib(r.get("allocator_peak_bytes")), f"{faults:.0f}",
-                     common.fmt_ms(faults * s_fault) if s_fault else "-", share,
-                     f"{r['cpu_per_wall']:.2f}" if "cpu_per_wall" in r else "-"])
-    rhead = ["ratio", "G", "time", "peak mem", "alloc peak"]
+                     common.fmt_ms(faults * s_fault) if s_fault else "-", share])
+    rhead = ["ratio", "G", "time (median)", "time (min)", "cpu", "peak mem", "alloc peak"]
     rrows = [[f"{q['numerator']} / {q['denominator']}",
               "-" if q["grid_size"] is None else str(q["grid_size"]),
-              common.fmt_ratio(q["time_median"]), common.fmt_ratio(q["peak_memory"]),
-              common.fmt_ratio(q["allocator_peak"])] for q in doc["ratios"]]
+              *(common.fmt_ratio(q.get(k)) for k in ("time_median", "time_min", "cpu",
+                                                     "peak_memory", "allocator_peak"))]
+             for q in doc["ratios"]]
     return head, rows, rhead, rrows
 
 

@@ -1,0 +1,282 @@
+"""The ``kanpde`` subcommands that train and read runs: solve, compare, plot, export, predict.
+
+Each ``cmd_*`` takes the parsed arguments and returns an exit status; bad input raises a
+``ValueError`` (or subclass) whose first line the CLI prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+OVERRIDE_KEYS = ("engine", "dtype", "device", "seed")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in OVERRIDE_KEYS if getattr(args, k, None) is not None}
+
+
+def _solver_config(path: str | None):
+    from kanpde.config import SolverConfig, load_config
+
+    return SolverConfig() if path is None else load_config(path)
+
+
+def _status_code(summary: dict[str, Any]) -> int:
+    status = summary.get("status")
+    if status == "interrupted":
+        return EXIT_INTERRUPTED
+    if status == "diverged":
+        return EXIT_DIVERGED
+    return 0
+
+
+def _run_one(problem, problem_path: str, solver_path: str | None, out: Path, *,
+             overrides: dict[str, Any], resume: bool, quiet: bool) -> dict[str, Any]:
+    """Train one (problem, solver) into ``out``; returns the summary."""
+    from kanpde.results import save_result
+    from kanpde.train import solve
+
+    config = _solver_config(solver_path)
+    result = solve(problem, config, out_dir=out, resume=out if resume else None,
+                   progress=not quiet, problem_path=problem_path, overrides=overrides)
+    result.summary.setdefault("solver", config.name)
+    save_result(result, out)
+    return result.summary
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise FileNotFoundError(f"--resume {out}: no checkpoint.pt in that directory")
+    elif (out / "summary.json").exists() or (out / "checkpoint.pt").exists():
+        raise ValueError(f"--out {out}: already holds a run; use --resume {out} to continue "
+                         "it or choose another directory")
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    """``kanpde solve PROBLEM.py [--solver S.toml] [--out DIR] ...``."""
+    from kanpde.problem import load_problem
+
+    problem = load_problem(args.problem)
+    config = _solver_config(args.solver)
+    seed = args.seed if args.seed is not None else config.seed
+    if args.resume is not None:
+        out = Path(args.resume)
+    elif args.out is not None:
+        out = Path(args.out)
+    else:
+        out = Path("runs") / f"{problem.name}-{config.name}-seed{seed}"
+    _check_out_dir(out, args.resume is not None)
+    summary = _run_one(problem, args.problem, args.solver, out, overrides=_overrides(args),
+                       resume=args.resume is not None, quiet=args.quiet)
+    print(_summary_line(summary))
+    print(f"wrote {out / 'summary.json'} and {out / 'result.h5'}")
+    if summary.get("status") == "interrupted":
+        print(f"interrupted: continue with  kanpde solve {args.problem} "
+              f"{'--solver ' + args.solver + ' ' if args.solver else ''}--resume {out}",
+              file=sys.stderr)
+    return _status_code(summary)
+
+
+def _summary_line(s: dict[str, Any]) -> str:
+    def g(key: str, fmt: str) -> str:
+        v = s.get(key)
+        return "n/a" if v is None else format(v, fmt)
+
+    return (f"{s.get('problem')} | {s.get('solver')} ({s.get('model')}, {s.get('n_params')} "
+            f"params) | status {s.get('status')} | l2_rel {g('l2_rel', '.3e')} | "
+            f"max_abs_err {g('max_abs_err', '.3e')} | mse {g('mse', '.3e')} | "
+            f"{s.get('steps')} steps | {g('wall_time_s', '.1f')} s")
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per solver: median and range over seeds of the error, size and time numbers."""
+    rows = []
+    for solver in dict.fromkeys(r["solver"] for r in records):
+        runs = [r for r in records if r["solver"] == solver]
+        rows.append({
+            "solver": solver, "model": runs[0].get("model"), "n_params": runs[0].get("n_params"),
+            "seeds": [r.get("seed") for r in runs],
+            "status": sorted({str(r.get("status")) for r in runs}),
+            **{key: _spread([r.get(key) for r in runs])
+               for key in ("l2_rel", "max_abs_err", "mse", "wall_time_s", "steps")},
+        })
+    return rows
+
+
+def compare_markdown(problem: str, rows: list[dict[str, Any]]) -> str:
+    """The comparison table as markdown."""
+    def cell(spread: dict[str, float | None], fmt: str) -> str:
+        if spread["median"] is None:
+            return "n/a"
+        if spread["min"] == spread["max"]:
+            return format(spread["median"], fmt)
+        return (f"{format(spread['median'], fmt)} [{format(spread['min'], fmt)}–"
+                f"{format(spread['max'], fmt)}]")
+
+    lines = [f"# {problem}: solver comparison", "",
+             "median [min–max] over seeds", "",
+             "| solver | model | params | seeds | l2_rel | max abs err | wall time s | steps "
+             "| status |", "|:---|:---|---:|---:|---:|---:|---:|---:|:---|"]
+    for r in rows:
+        lines.append(f"| {r['solver']} | {r['model']} | {r['n_params']} | {len(r['seeds'])} | "
+                     f"{cell(r['l2_rel'], '.3e')} | {cell(r['max_abs_err'], '.3e')} | "
+                     f"{cell(r['wall_time_s'], '.1f')} | {cell(r['steps'], '.0f')} | "
+                     f"{', '.join(r['status'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``kanpde compare PROBLEM.py --solvers A.toml B.toml ... [--seeds ...] --out DIR``."""
+    from kanpde.config import load_config
+    from kanpde.plots import plot_comparison
+    from kanpde.problem import load_problem
+    from kanpde.results import load_summary
+
+    problem = load_problem(args.problem)
+    names = [load_config(path).name for path in args.solvers]  # validates every file first
+    if len(set(names)) != len(names):
+        raise ValueError(f"--solvers: solver names must differ, got {', '.join(names)}")
+    out = Path(args.out)
+    records = []
+    code = 0
+    for path, name in zip(args.solvers, names, strict=True):
+        for seed in args.seeds:
+            run_dir = out / f"{name}-seed{seed}"
+            done = run_dir / "summary.json"
+            if done.is_file() and load_summary(run_dir).get("status") == "ok":
+                summary = load_summary(run_dir)  # finished earlier: keep it
+            else:
+                overrides = {**_overrides(args), "seed": seed}
+                resume = (run_dir / "checkpoint.pt").is_file()
+                summary = _run_one(problem, args.problem, path, run_dir, overrides=overrides,
+                                   resume=resume, quiet=args.quiet)
+            summary.setdefault("solver", name)
+            records.append(summary)
+            print(_summary_line(summary))
+            code = max(code, _status_code(summary))
+            if summary.get("status") == "interrupted":
+                break
+        if code == EXIT_INTERRUPTED:
+            break
+    rows = aggregate(records)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(
+        {"problem": problem.name, "solvers": rows, "runs": records}, indent=2, default=str))
+    table = compare_markdown(problem.name, rows)
+    (out / "compare.md").write_text(table)
+    plot_comparison(records, out / "compare.png")
+    print(table)
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    return code
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``kanpde plot DIR``."""
+    from kanpde.plots import plot_result
+    from kanpde.results import load_result
+
+    for path in plot_result(load_result(args.run), args.run):
+        print(f"wrote {path}")
+    return 0
+
+
+def _problem_of(result, run: str):
+    from kanpde.problem import load_problem
+
+    path = Path(result.problem_path) if result.problem_path else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"run {run}: its problem file '{result.problem_path}' is not "
+                                "there any more")
+    return load_problem(path)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``kanpde export DIR --format vtu|xdmf``."""
+    from kanpde.export import export_fields
+    from kanpde.results import load_result
+
+    result = load_result(args.run)
+    problem = _problem_of(result, args.run)
+    for path in export_fields(result, problem, args.run, fmt=args.format):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``kanpde predict DIR POINTS [--out FILE]``."""
+    from kanpde.export import predict_points, write_predictions
+    from kanpde.results import load_result, model_state_to_torch
+    from kanpde.train import build_model_from_spec
+
+    result = load_result(args.run)
+    problem = _problem_of(result, args.run)
+    model = build_model_from_spec(result.model_spec, problem)
+    model.load_state_dict(model_state_to_torch(result))
+    values = predict_points(model, args.points)
+    out = Path(args.out) if args.out else Path(args.run) / "predictions.npy"
+    write_predictions(values, out)
+    print(f"wrote {out} ({values.shape[0]} points x {values.shape[1]} fields)")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register solve, compare, plot, export and predict on the CLI's subparsers."""
+    def overrides(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--seed", type=int, help="override the solver's seed")
+        p.add_argument("--device", help="override the solver's device (cpu, cuda, cuda:1)")
+        p.add_argument("--engine", help="override the derivative engine "
+                                        "(jet, jet-torch, jet-triton, autograd)")
+        p.add_argument("--dtype", help="override the dtype (float64, float32)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("solve", help="train one solver on a problem",
+                       description="Train a KAN or MLP on a problem file; writes "
+                                   "DIR/summary.json and DIR/result.h5.")
+    p.add_argument("problem", help="problem file (.py)")
+    p.add_argument("--solver", help="solver file (.toml); default: built-in KAN defaults "
+                                    "(as solvers/kan_default.toml)")
+    p.add_argument("--out", help="run directory (default runs/PROBLEM-SOLVER-seedN)")
+    p.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR")
+    overrides(p)
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("compare", help="several solvers x seeds on one problem",
+                       description="Train every solver with every seed; writes one run "
+                                   "directory each plus compare.json, compare.md and "
+                                   "compare.png. Finished runs are kept and not redone.")
+    p.add_argument("problem")
+    p.add_argument("--solvers", nargs="+", required=True, metavar="SOLVER.toml")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--out", required=True)
+    overrides(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot", help="figures of a finished run")
+    p.add_argument("run", metavar="DIR")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("export", help="fields for ParaView (meshio)")
+    p.add_argument("run", metavar="DIR")
+    p.add_argument("--format", choices=("vtu", "xdmf"), default="vtu")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="evaluate a trained model on new points")
+    p.add_argument("run", metavar="DIR")
+    p.add_argument("points", help="points file: .npy, .csv or .h5 (dataset 'points')")
+    p.add_argument("--out", help="output file (.npy, .csv, .h5); default DIR/predictions.npy")
+    p.set_defaults(func=cmd_predict)

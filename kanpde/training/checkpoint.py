@@ -1,0 +1,185 @@
+"""Checkpoints: one file ``checkpoint.pt`` per run directory, written atomically.
+
+A checkpoint holds everything needed to continue a run exactly where it stopped: the model
+state (KAN layers load states of another grid size), the optimiser state, the stage index
+and the step within it, the points, the generator state, the history, the weighting state,
+the unknowns, the NaN-guard learning-rate scale, the resolved config dict and the problem
+name. Only tensors, numbers, strings, lists and dicts are stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from kanpde.config import ConfigError, diff_configs
+from kanpde.training.model import network
+from kanpde.training.points import TrainingPoints
+
+FILENAME = "checkpoint.pt"
+FORMAT = 1
+
+
+def checkpoint_path(where: str | Path) -> Path:
+    """``where`` itself if it is a file, else ``where/checkpoint.pt``."""
+    where = Path(where)
+    return where if where.suffix == ".pt" else where / FILENAME
+
+
+def save_checkpoint(where: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` to ``where/checkpoint.pt`` atomically (temp file + ``os.replace``)."""
+    path = checkpoint_path(where)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"format": FORMAT, **payload}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(where: str | Path) -> dict[str, Any]:
+    """Read a checkpoint (a run directory or the ``.pt`` file).
+
+    Raises:
+        ConfigError: no checkpoint there, or an unreadable one.
+    """
+    path = checkpoint_path(where)
+    if not path.is_file():
+        raise ConfigError(f"resume: {path}: no checkpoint found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt or foreign file
+        raise ConfigError(f"resume: {path}: cannot read checkpoint ({err})") from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"resume: {path}: not a kanpde checkpoint (format "
+                          f"{data.get('format') if isinstance(data, dict) else '?'})")
+    data["path"] = str(path)
+    return data
+
+
+def check_compatible(data: Mapping[str, Any], problem_name: str,
+                     config: Mapping[str, Any]) -> None:
+    """Raise unless the checkpoint was written for this problem and this solver config.
+
+    Raises:
+        ConfigError: naming both problems or both solvers and the differing keys.
+    """
+    path = data.get("path", "checkpoint")
+    if data["problem"] != problem_name:
+        raise ConfigError(f"resume: {path} is from problem {data['problem']!r} "
+                          f"(solver {data['config'].get('name')!r}), not problem "
+                          f"{problem_name!r}")
+    diff = diff_configs(data["config"], config)
+    if diff:
+        shown = ", ".join(diff[:5]) + (", ..." if len(diff) > 5 else "")
+        raise ConfigError(f"resume: {path} was written with solver "
+                          f"{data['config'].get('name')!r}, not solver {config.get('name')!r} "
+                          f"(differs in {shown})")
+
+
+# ----------------------------------------------------------------- trainer state -------
+
+
+def snapshot(tr) -> dict:
+    """In-memory copy of a :class:`~kanpde.training.trainer.Trainer`'s state (NaN guard,
+    interrupts); points are kept by reference (they are replaced, never modified)."""
+    return {
+        "model": {k: v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+                  for k, v in tr.model.state_dict().items()},
+        "optimizer": None if tr.optimizer is None
+        else copy.deepcopy(tr.optimizer.state_dict()),
+        "unknowns": {k: v.detach().clone() for k, v in tr.unknowns.items()},
+        "points": tr.points, "generator": tr.generator.get_state(),
+        "weights": copy.deepcopy(tr.weights.state_dict()),
+        "history": {k: len(v) for k, v in tr.history.items()},
+        "eval_history": {k: len(v) for k, v in tr.eval_history.items()},
+        "counters": (tr.step_in_stage, tr.global_step, tr.prev_loss, tr.events_done),
+        "n_grid_events": len(tr.grid_events),
+    }
+
+
+def restore(tr, snap: dict, keep_optimizer: bool = True) -> None:
+    """Put a trainer back into the state of a :func:`snapshot` (optionally with a fresh
+    optimiser)."""
+    tr.model.load_state_dict(snap["model"])
+    with torch.no_grad():
+        for k, v in snap["unknowns"].items():
+            tr.unknowns[k].copy_(v)
+    tr.points = snap["points"]
+    tr.generator.set_state(snap["generator"])
+    tr.weights.load_state_dict(copy.deepcopy(snap["weights"]))
+    for name, hist in (("history", tr.history), ("eval_history", tr.eval_history)):
+        for k in list(hist):
+            del hist[k][snap[name].get(k, 0):]
+    tr.step_in_stage, tr.global_step, tr.prev_loss, tr.events_done = snap["counters"]
+    del tr.grid_events[snap["n_grid_events"]:]
+    if tr.optimizer is not None:
+        if keep_optimizer and snap["optimizer"] is not None:
+            tr.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        else:
+            tr._new_optimizer()
+    if tr.closure is not None:
+        tr.closure.clear()
+
+
+def payload(tr) -> dict[str, Any]:
+    """What a checkpoint of the trainer holds."""
+    return {
+        "problem": tr.problem.name, "config": tr.config.to_dict(),
+        "model": {k: v.detach().cpu() if isinstance(v, Tensor) else v
+                  for k, v in tr.model.state_dict().items()},
+        "grid_size": [layer.grid_size for layer in network(tr.model).layers]
+        if hasattr(network(tr.model), "layers") else None,
+        "optimizer": None if tr.optimizer is None else tr.optimizer.state_dict(),
+        "stage": tr.stage, "step_in_stage": tr.step_in_stage,
+        "global_step": tr.global_step, "events_done": tr.events_done,
+        "points": tr.points.state_dict(), "generator": tr.generator.get_state(),
+        "history": tr.history, "eval_history": tr.eval_history,
+        "weights": tr.weights.state_dict(),
+        "unknowns": {k: v.detach().cpu() for k, v in tr.unknowns.items()},
+        "lr_scale": tr.lr_scale, "failures": tr.failures, "rollbacks": tr.rollbacks,
+        "replaying": tr.replaying, "prev_loss": tr.prev_loss,
+        "stage_records": tr.stage_records, "grid_events": tr.grid_events,
+        "elapsed": tr.elapsed(),
+        "stage_elapsed": tr.stage_elapsed(),
+    }
+
+
+def load_state(tr, data: dict) -> None:
+    """Continue a trainer from a checkpoint (already checked for compatibility)."""
+    tr.model.load_state_dict(data["model"])
+    tr.model.to(tr.device)
+    with torch.no_grad():
+        for k, v in data["unknowns"].items():
+            tr.unknowns[k].copy_(v)
+    tr.points = TrainingPoints.from_state(data["points"], tr.dtype, tr.device)
+    tr.generator.set_state(data["generator"])
+    tr.weights.load_state_dict(data["weights"])
+    tr.history = {k: list(v) for k, v in data["history"].items()}
+    tr.eval_history = {k: list(v) for k, v in data["eval_history"].items()}
+    for key in ("stage", "step_in_stage", "global_step", "events_done", "lr_scale",
+                "failures", "rollbacks", "replaying", "prev_loss"):
+        setattr(tr, key, data[key])
+    tr.stage_records = list(data["stage_records"])
+    tr.grid_events = list(data["grid_events"])
+    tr.elapsed_before = float(data["elapsed"])
+    tr.stage_elapsed_before = float(data["stage_elapsed"])
+    if tr.events_done and tr.stage < len(tr.config.stages):
+        tr._new_optimizer()
+        if data["optimizer"] is not None:
+            tr.optimizer.load_state_dict(data["optimizer"])  # type: ignore[union-attr]
+    tr.resumed_from = data.get("path")

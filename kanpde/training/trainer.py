@@ -1,0 +1,431 @@
+"""The training loop behind :func:`kanpde.train.solve`.
+
+One :class:`Trainer` runs one solve: optimiser stages in sequence, grid events between them,
+resampling and residual-adaptive refinement, loss weighting, the NaN guard, evaluations and
+checkpoints. Its state is exactly what a checkpoint holds, so a resumed run continues the
+same trajectory.
+
+Order of one iteration (``global_step = g``)::
+
+    snapshot -> loss and gradients at the current parameters (history entry g)
+    -> NaN guard / L-BFGS convergence checks -> optimiser update -> g + 1
+    -> evaluation, resampling, adaptive refinement, checkpoint (each when due)
+
+The NaN guard: a non-finite loss or gradient rolls everything (model, optimiser, unknowns,
+points, generator, weights, history) back to the last iteration whose loss was finite, halves
+the learning rate (for L-BFGS also clearing its memory) and tries again; three failures in a
+row end the run with status ``"diverged"``, keeping all that came before.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from kanpde.config import ConfigError, SolverConfig, StageConfig
+from kanpde.training import checkpoint as ckpt
+from kanpde.training.metrics import Evaluator
+from kanpde.training.model import as_dtype, build_model, network, resolve_device
+from kanpde.training.optim import (
+    CachedClosure,
+    grads_finite,
+    lbfgs_step_size,
+    learning_rate,
+    make_optimizer,
+    max_abs_grad,
+    set_lr,
+)
+from kanpde.training.points import refine, sample_points
+from kanpde.training.weighting import LossWeights, causal_terms, time_bins
+
+MAX_FAILURES = 3
+
+
+class NonFiniteError(ArithmeticError):
+    """The loss could not be evaluated because of non-finite values (handled by the guard)."""
+
+
+class Trainer:
+    """State and loop of one solve (see the module docstring).
+
+    Args:
+        problem: the problem.
+        config: the resolved solver config (overrides applied).
+        out_dir: where checkpoints go (``None``: none are written).
+        progress: show a tqdm bar on stderr.
+        callback: called after every step with ``{"stage", "step", "global_step", "loss",
+            "model"}``; may raise ``KeyboardInterrupt`` to stop the run as Ctrl-C would.
+    """
+
+    def __init__(self, problem, config: SolverConfig, out_dir: str | Path | None = None,
+                 progress: bool = True, callback: Callable[[dict], None] | None = None):
+        self.problem, self.config = problem, config
+        self.dtype, self.device = as_dtype(config.dtype), resolve_device(config.device)
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.progress, self.callback = progress, callback
+        self.model = build_model(problem, config.model, self.dtype, self.device, config.seed)
+        self.unknowns = {k: nn.Parameter(torch.tensor(float(v), dtype=self.dtype,
+                                                      device=self.device))
+                         for k, v in problem.unknowns.items()}
+        self.res_names = list(problem.residuals)
+        self.cond_names = [c.label(i) for i, c in enumerate(problem.conditions)]
+        self._check_terms()
+        defaults = {c.label(i): float(c.weight) for i, c in enumerate(problem.conditions)}
+        self.weights = LossWeights(self.res_names, self.cond_names, defaults, config.weighting)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.points = sample_points(problem, config.sampling, self.generator, self.dtype,
+                                    self.device)
+        self.evaluator = Evaluator(problem, self.dtype, self.device)
+        self.history: dict[str, list] = {}
+        self.eval_history: dict[str, list] = {}
+        self.stage = self.step_in_stage = self.global_step = 0
+        self.events_done = False
+        self.lr_scale, self.failures, self.rollbacks, self.replaying = 1.0, 0, 0, False
+        self.stage_records: list[dict] = []
+        self.grid_events: list[dict] = []
+        self.elapsed_before = self.stage_elapsed_before = 0.0
+        self.prev_loss: float | None = None
+        self.status = "ok"
+        self.resumed_from: str | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.closure: CachedClosure | None = None
+        self.causal_min = math.nan
+        self._gradnorm_now = False
+        self._snap: dict | None = None
+        self._good: dict | None = None
+        self._dirty = False
+        self._t0 = time.perf_counter()
+        self._stage_t0 = self._t0
+        self._last_l2 = math.nan
+
+    # ----------------------------------------------------------------- set-up checks ----
+
+    def _check_terms(self) -> None:
+        names = self.res_names + self.cond_names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"problem {self.problem.name!r}: loss terms named twice "
+                             f"(residuals and condition labels): {', '.join(dupes)}")
+        src = self.config.source
+        for name, _ in self.config.weighting.weights:
+            if name not in names and name not in ("residuals", "conditions"):
+                raise ConfigError(f"{src}: weighting.weights.{name}: no such term in problem "
+                                  f"{self.problem.name!r} (terms: {', '.join(names)}; groups: "
+                                  "residuals, conditions)")
+        if self.config.weighting.causal and self.problem.time is None:
+            raise ConfigError(f"{src}: weighting.causal: problem {self.problem.name!r} has "
+                              "no time coordinate")
+
+    # ----------------------------------------------------------------- loss ----------------
+
+    def params(self) -> list[nn.Parameter]:
+        """Model parameters, then the unknowns."""
+        return list(self.model.parameters()) + list(self.unknowns.values())
+
+    def terms(self) -> dict[str, Tensor]:
+        """``{term: mean squared residual}`` (residual terms causally weighted if asked)."""
+        unk = self.unknowns or None
+        x = self.points.interior
+        res = self.problem.residual_values(self.model, x, engine=self.config.engine,
+                                           unknowns=unk)
+        w = self.config.weighting
+        if w.causal:
+            t0, t1 = (float(b[-1]) for b in self.problem.domain.bbox)
+            bins = time_bins(x[:, -1], t0, t1, w.causal_bins)
+            terms, cw = causal_terms({k: r.square() for k, r in res.items()}, bins,
+                                     w.causal_bins, self.weights.weights, w.causal_eps)
+            self.causal_min = float(cw.min())
+        else:
+            terms = {k: r.square().mean() for k, r in res.items()}
+        for i, cond in enumerate(self.problem.conditions):
+            r = self.problem.condition_values(cond, self.model, self.points.conditions[i],
+                                              engine=self.config.engine, unknowns=unk)
+            terms[self.cond_names[i]] = r.square().mean()
+        return terms
+
+    def _evaluate(self) -> tuple[Tensor, dict]:
+        """Loss with gradients set on all parameters (the closure body).
+
+        Raises:
+            NonFiniteError: the model could not be evaluated because of non-finite values.
+        """
+        for p in self.params():
+            p.grad = None
+        try:
+            terms = self.terms()
+        except RuntimeError as err:
+            # KAN layers fed non-finite activations fail in the spline interval index
+            # ("index ... is out of bounds") instead of returning NaN
+            if "out of bounds" in str(err):
+                raise NonFiniteError(str(err)) from err
+            raise
+        if self._gradnorm_now:
+            self._gradnorm_now = False
+            self.weights.update_gradnorm(terms, list(self.model.parameters()))
+        loss = self.weights.total(terms)
+        loss.backward()
+        return loss.detach(), {k: float(v.detach()) for k, v in terms.items()}
+
+    def loss_value(self) -> tuple[float, dict[str, float]]:
+        """Loss and terms at the current parameters, without gradients."""
+        with torch.no_grad():
+            terms = self.terms()
+            return float(self.weights.total(terms)), {k: float(v) for k, v in terms.items()}
+
+    def _residuals(self, x: Tensor) -> dict[str, Tensor]:
+        with torch.no_grad():
+            return self.problem.residual_values(self.model, x, engine=self.config.engine,
+                                                unknowns=self.unknowns or None)
+
+    # ----------------------------------------------------------------- state ---------------
+
+    def _snapshot(self) -> dict:
+        return ckpt.snapshot(self)
+
+    def _restore(self, snap: dict, keep_optimizer: bool = True) -> None:
+        ckpt.restore(self, snap, keep_optimizer)
+
+    def _new_optimizer(self) -> None:
+        st = self.config.stages[self.stage]
+        self.optimizer = make_optimizer(st, self.params(), self.lr_scale)
+        self.closure = CachedClosure(self.params(), self._evaluate) \
+            if st.optimizer == "lbfgs" else None
+
+    def stage_elapsed(self) -> float:
+        """Wall time of the current stage so far, across resumes."""
+        return time.perf_counter() - self._stage_t0 + self.stage_elapsed_before
+
+    def elapsed(self) -> float:
+        """Wall time of the run so far, across resumes."""
+        return self.elapsed_before + time.perf_counter() - self._t0
+
+    # ----------------------------------------------------------------- checkpoints ---------
+
+    def save(self) -> None:
+        """Write the checkpoint (no-op without ``out_dir``)."""
+        if self.out_dir is not None:
+            ckpt.save_checkpoint(self.out_dir, ckpt.payload(self))
+
+    def load(self, data: dict) -> None:
+        """Continue from a checkpoint (already checked for compatibility)."""
+        ckpt.load_state(self, data)
+
+    # ----------------------------------------------------------------- loop ----------------
+
+    def run(self) -> None:
+        """Train through all stages; ``self.status`` says how it ended."""
+        from tqdm.auto import tqdm
+
+        total = sum(s.steps for s in self.config.stages)
+        self.bar = tqdm(total=total, initial=self.global_step, file=sys.stderr,
+                        disable=not self.progress, dynamic_ncols=True, desc=self.config.name)
+        try:
+            if self.global_step == 0 and not self.eval_history:
+                self.record_eval()
+            while self.stage < len(self.config.stages) and self.status == "ok":
+                self._run_stage()
+        except KeyboardInterrupt:
+            if self._dirty and self._snap is not None:
+                self._restore(self._snap)
+            self._dirty = False
+            self.status = "interrupted"
+            self.save()
+        finally:
+            self.bar.close()
+
+    def _grid_events(self, st: StageConfig) -> None:
+        net = network(self.model)
+        for kind in ("extend", "update"):
+            if (kind == "extend" and st.grid_extend is None) or (kind == "update"
+                                                                 and not st.grid_update):
+                continue
+            before = self.loss_value()[0]
+            if kind == "extend":
+                net.extend_grid(st.grid_extend)
+            else:
+                net.update_grid(self.points.interior.detach(), grid_eps=st.grid_eps)
+            after = self.loss_value()[0]
+            self.grid_events.append({
+                "stage": self.stage, "step": self.global_step, "event": kind,
+                "grid_size": [layer.grid_size for layer in net.layers],
+                "loss_before": before, "loss_after": after})
+
+    def _run_stage(self) -> None:
+        st = self.config.stages[self.stage]
+        if not self.events_done:
+            self._snap, self._dirty = self._snapshot(), True
+            self.optimizer = None
+            self._grid_events(st)
+            self.events_done = True
+            self.stage_elapsed_before = 0.0
+            self._new_optimizer()
+            self._dirty = False
+        self._stage_t0 = time.perf_counter()
+        self._good = None
+        stopped, converged_at = "budget", None
+        while self.step_in_stage < st.steps:
+            stage_time = self.stage_elapsed()
+            if st.max_time_s is not None and stage_time >= st.max_time_s:
+                stopped = "max_time"
+                break
+            if self.config.max_time_s is not None and self.elapsed() >= self.config.max_time_s:
+                stopped = self.status = "max_time"
+                break
+            stopped = self._iteration(st)
+            if stopped != "continue":
+                converged_at = self.step_in_stage if stopped == "converged" else None
+                break
+            stopped = "budget"
+        self._finish_stage(st, stopped, converged_at)
+
+    def _iteration(self, st: StageConfig) -> str:
+        """One optimiser iteration; returns "continue", "converged" or "diverged"."""
+        self._snap, self._dirty = self._snapshot(), True
+        lbfgs = st.optimizer == "lbfgs"
+        lr = learning_rate(st, self.step_in_stage, self.lr_scale)
+        set_lr(self.optimizer, lr)  # type: ignore[arg-type]
+        if not all(bool(torch.isfinite(p).all()) for p in self.params()):
+            return self._nan_guard()
+        try:
+            if lbfgs:
+                loss_t = self.closure()  # type: ignore[misc]
+                terms = self.closure.extra  # type: ignore[union-attr]
+            else:
+                self._gradnorm_now = self.weights.due(self.global_step)
+                loss_t, terms = self._evaluate()
+        except NonFiniteError:
+            return self._nan_guard()
+        loss = float(loss_t)
+        if not math.isfinite(loss) or not grads_finite(self.params()):
+            return self._nan_guard()
+        if not self.replaying:
+            self.failures = 0
+        self.replaying = False
+        self._good = self._snap
+        if lbfgs and (max_abs_grad(self.params()) <= st.tolerance_grad or (
+                self.prev_loss is not None
+                and abs(loss - self.prev_loss) < st.tolerance_change)):
+            self._dirty = False
+            return "converged"
+        self._record(loss, terms, lr)
+        if lbfgs:
+            try:
+                self.optimizer.step(self.closure)  # type: ignore[union-attr, arg-type]
+            except NonFiniteError:  # a line-search trial broke down: roll back
+                return self._nan_guard()
+            self.prev_loss = loss
+        else:
+            self.optimizer.step()  # type: ignore[union-attr]
+        self.step_in_stage += 1
+        self.global_step += 1
+        small_step = lbfgs and lbfgs_step_size(self.optimizer) <= st.tolerance_change
+        self._after_step()
+        self._dirty = False
+        self._report(loss)
+        if small_step and self.step_in_stage < st.steps:
+            return "converged"
+        return "continue"
+
+    def _nan_guard(self) -> str:
+        self.failures += 1
+        self.rollbacks += 1
+        target = self._good if self._good is not None else self._snap
+        if self.failures >= MAX_FAILURES:
+            self._restore(target)  # type: ignore[arg-type]
+            self._dirty = False
+            self.status = "diverged"
+            return "diverged"
+        self.lr_scale *= 0.5
+        self._restore(target, keep_optimizer=  # type: ignore[arg-type]
+                      self.config.stages[self.stage].optimizer == "adam")
+        self.replaying = True
+        self._dirty = False
+        return "continue"
+
+    def _record(self, loss: float, terms: dict[str, float], lr: float) -> None:
+        h = self.history
+        row = {"step": self.global_step, "stage": self.stage, "loss": loss, "lr": lr,
+               "time_s": self.elapsed()}
+        row.update({f"loss/{k}": v for k, v in terms.items()})
+        if self.weights.adaptive:
+            row.update({f"weight/{k}": v for k, v in self.weights.weights.items()})
+        if self.config.weighting.causal:
+            row["causal_min_weight"] = self.causal_min
+        row.update({f"unknown/{k}": float(v.detach()) for k, v in self.unknowns.items()})
+        for k, v in row.items():
+            h.setdefault(k, []).append(v)
+
+    def record_eval(self, h1: bool = False) -> dict[str, float]:
+        """Evaluate the errors now and append them to the evaluation history (``h1_rel``
+        only when ``h1``; it is not part of the history)."""
+        m = self.evaluator(self.model, h1=h1)
+        row = {"eval_step": self.global_step,
+               **{f"eval_{k}": v for k, v in m.items() if k != "h1_rel"}}
+        for k, v in row.items():
+            self.eval_history.setdefault(k, []).append(v)
+        self._last_l2 = m["l2_rel"]
+        return m
+
+    def _after_step(self) -> None:
+        g, s = self.global_step, self.config.sampling
+        every = self.config.evaluation.every
+        if every and g % every == 0:
+            self.record_eval()
+        changed = False
+        if s.resample_every and g % s.resample_every == 0:
+            self.points = sample_points(self.problem, s, self.generator, self.dtype,
+                                        self.device)
+            changed = True
+        if s.adaptive != "none" and g % s.adaptive_every == 0:
+            self.points = refine(s.adaptive, self.points, self.problem, s, self.generator,
+                                 self._residuals, self.weights.weights)
+            changed = True
+        if changed:
+            self.prev_loss = None
+            if self.closure is not None:  # L-BFGS memory belongs to the old objective
+                self._new_optimizer()
+        ck = self.config.checkpoint.every
+        if ck and g % ck == 0:
+            self.save()
+
+    def _report(self, loss: float) -> None:
+        self.bar.update(1)
+        if self.step_in_stage % 10 == 0 or self.step_in_stage == 1:
+            self.bar.set_postfix_str(f"stage {self.stage} loss {loss:.3e} "
+                                     f"l2 {self._last_l2:.2e}", refresh=False)
+        if self.callback is not None:
+            self.callback({"stage": self.stage, "step": self.step_in_stage,
+                           "global_step": self.global_step, "loss": loss,
+                           "model": self.model})
+
+    def _finish_stage(self, st: StageConfig, stopped: str, converged_at: int | None) -> None:
+        net = network(self.model)
+        reason = {"budget": "ran all planned steps",
+                  "converged": "met tolerance_grad or tolerance_change",
+                  "max_time": "wall-time cap", "diverged": "non-finite loss 3 times in a row"}
+        self.stage_records.append({
+            "index": self.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
+            "start_step": self.global_step - self.step_in_stage,
+            "steps_run": self.step_in_stage, "stopped": stopped, "reason": reason[stopped],
+            "converged_at": converged_at, "lr": st.lr, "lr_scale": self.lr_scale,
+            "grid_size": [layer.grid_size for layer in net.layers]
+            if hasattr(net, "layers") else None,
+            "wall_time_s": self.stage_elapsed(),
+            "final_loss": self.loss_value()[0],
+        })
+        if self.status in ("diverged", "max_time"):
+            self.save()
+            return
+        self.stage += 1
+        self.step_in_stage = 0
+        self.events_done = False
+        self.prev_loss = None
+        self.lr_scale, self.failures = 1.0, 0
+        self.optimizer, self.closure = None, None
+        self.save()

@@ -1,0 +1,129 @@
+"""The kanpde command end to end on tiny budgets: solve, resume, compare, plot, export,
+predict, and one-line errors for bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kanpde.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBLEM = str(ROOT / "problems" / "poisson2d_sinsin.py")
+
+TINY_KAN = """
+name = "kan_micro"
+[model]
+kind = "kan"
+widths = [3]
+grid_size = 3
+[sampling]
+interior = 64
+boundary = 16
+[[stages]]
+optimizer = "adam"
+steps = 6
+lr = 0.02
+[[stages]]
+optimizer = "lbfgs"
+steps = 3
+grid_extend = 6
+[evaluation]
+every = 3
+"""
+
+TINY_MLP = """
+name = "mlp_micro"
+[model]
+kind = "mlp"
+widths = [8]
+activation = "tanh"
+[sampling]
+interior = 64
+boundary = 16
+[[stages]]
+optimizer = "adam"
+steps = 6
+lr = 0.01
+[evaluation]
+every = 3
+"""
+
+
+@pytest.fixture
+def solvers(tmp_path):
+    kan, mlp = tmp_path / "kan.toml", tmp_path / "mlp.toml"
+    kan.write_text(TINY_KAN)
+    mlp.write_text(TINY_MLP)
+    return str(kan), str(mlp)
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("kanpde: error: ")
+    return err[0]
+
+
+def test_solve_plot_export_predict(tmp_path, solvers, capsys):
+    out = tmp_path / "run"
+    assert main(["solve", PROBLEM, "--solver", solvers[0], "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("problem", "solver", "model", "n_params", "l2_rel", "max_abs_err", "mse",
+                "steps", "wall_time_s", "final_loss", "status", "engine", "dtype", "device",
+                "seed"):
+        assert key in summary, key
+    assert summary["model"] == "kan" and summary["status"] == "ok"
+    assert summary["steps"] == 9 and summary["problem"] == "poisson2d_sinsin"
+    assert (out / "result.h5").is_file()
+    assert main(["plot", str(out)]) == 0
+    assert (out / "solution.png").stat().st_size > 10_000
+    assert main(["export", str(out), "--format", "vtu"]) == 0
+    pts = tmp_path / "pts.npy"
+    np.save(pts, np.array([[0.5, 0.5], [0.0, 0.1]]))
+    assert main(["predict", str(out), str(pts), "--out", str(tmp_path / "pred.csv")]) == 0
+    lines = (tmp_path / "pred.csv").read_text().strip().splitlines()
+    assert lines[0].split(",")[-1].strip() == "u" and len(lines) == 3  # header + 2 rows
+    # the run directory is never overwritten
+    capsys.readouterr()
+    assert main(["solve", PROBLEM, "--solver", solvers[0], "--out", str(out)]) == 2
+    assert "already holds a run" in _error_line(capsys)
+
+
+def test_compare_writes_table_and_keeps_finished_runs(tmp_path, solvers, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", PROBLEM, "--solvers", *solvers, "--seeds", "0", "1", "--out", str(out),
+            "--quiet"]
+    assert main(args) == 0
+    doc = json.loads((out / "compare.json").read_text())
+    assert [r["solver"] for r in doc["solvers"]] == ["kan_micro", "mlp_micro"]
+    assert len(doc["runs"]) == 4
+    assert "kan_micro" in (out / "compare.md").read_text()
+    assert (out / "compare.png").stat().st_size > 10_000
+    stamp = (out / "kan_micro-seed0" / "summary.json").stat().st_mtime_ns
+    assert main(args) == 0  # finished runs are kept, not redone
+    assert (out / "kan_micro-seed0" / "summary.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["check", "nope.py"], "not found"),
+    (["solve", "nope.py"], "not found"),
+    (["solve", PROBLEM, "--solver", "nope.toml"], "nope.toml"),
+    (["solve", PROBLEM, "--device", "cuda:7"], "device"),
+    (["solve", PROBLEM, "--engine", "magic"], "engine"),
+    (["plot", "no-such-run"], "no-such-run"),
+])
+def test_bad_input_is_one_line(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert match in _error_line(capsys)
+
+
+def test_unknown_solver_key(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nkind = 'kan'\ngrid_sise = 5\n")
+    assert main(["solve", PROBLEM, "--solver", str(bad), "--out", str(tmp_path / "o")]) == 2
+    line = _error_line(capsys)
+    assert "bad.toml" in line and "grid_sise" in line
+    assert not (tmp_path / "o").exists()
