@@ -175,7 +175,7 @@ class _DerivativeSource:
 class DerivativeRecorder(_DerivativeSource):
     """Probe: records which derivatives a residual asks for and returns zeros.
 
-    After a probe run, :meth:`channels` gives the channel matrices the residual needs.
+    After a probe run, :func:`channel_matrices` of ``keys`` gives the channel matrices.
     """
 
     def __init__(self, coords: tuple[str, ...], time: str | None, n_points: int,
@@ -210,22 +210,26 @@ class DerivativeRecorder(_DerivativeSource):
         self._add(("lap", tuple(sorted(set(coords), key=self.coords.index))))
         return self._zeros
 
-    def matrices(self, like: Tensor) -> Tensor:
-        """``(R, d, d)`` channel matrices for the recorded second-order requests."""
-        d = len(self.coords)
-        mats = []
-        for kind, names in self.keys:
-            w = like.new_zeros(d, d)
-            idx = [self.coords.index(c) for c in names]
-            if kind == "lap":
-                for i in idx:
-                    w[i, i] = 1.0
-            else:
-                a, b = idx
-                w[a, b] += 0.5
-                w[b, a] += 0.5
-            mats.append(w)
-        return torch.stack(mats) if mats else like.new_zeros(0, d, d)
+
+def channel_matrices(keys: list[tuple], coords: tuple[str, ...], like: Tensor) -> Tensor:
+    """``(R, d, d)`` channel matrices for recorded second-order requests ``keys``.
+
+    ``("lap", names)`` gives the diagonal with ones on ``names``; ``("d", (a, b))`` gives
+    ``(e_a e_b^T + e_b e_a^T) / 2`` (``e_a e_a^T`` for a pure derivative).
+    """
+    d = len(coords)
+    mats = []
+    for kind, names in keys:
+        w = like.new_zeros(d, d)
+        idx = [coords.index(c) for c in names]
+        if kind == "lap":
+            for i in idx:
+                w[i, i] = 1.0
+        else:
+            w[idx[0], idx[1]] += 0.5
+            w[idx[1], idx[0]] += 0.5
+        mats.append(w)
+    return torch.stack(mats) if mats else like.new_zeros(0, d, d)
 
 
 class JetDerivatives(_DerivativeSource):

@@ -38,6 +38,7 @@ from kanpde.derivatives import (
     JetDerivatives,
     ProblemError,
     Scope,
+    channel_matrices,
     compute_jet,
 )
 from kanpde.jet import Channels
@@ -152,19 +153,8 @@ class Problem:
 
     def channels(self, like: Tensor) -> Channels:
         """The ``(R, d, d)`` second-order channels the residuals need."""
-        d = len(self.coords)
-        mats = []
-        for kind, names in self._keys:  # type: ignore[attr-defined]
-            w = like.new_zeros(d, d)
-            idx = [self.coords.index(c) for c in names]
-            if kind == "lap":
-                for i in idx:
-                    w[i, i] = 1.0
-            else:
-                w[idx[0], idx[1]] += 0.5
-                w[idx[1], idx[0]] += 0.5
-            mats.append(w)
-        return Channels(torch.stack(mats) if mats else like.new_zeros(0, d, d))
+        keys = self._keys  # type: ignore[attr-defined]
+        return Channels(channel_matrices(keys, self.coords, like))
 
     @property
     def channel_keys(self) -> list[tuple]:
