@@ -328,3 +328,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     rule = "|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|"
     body = ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join([head, rule, *body])
+
+
+def add_subcommand(subparsers: Any, name: str, help_text: str, doc: str | None,
+                   add_arguments: Callable[[Any], None], run: Callable[[Any], int]) -> Any:
+    """Register one ``kanpde bench NAME`` subcommand: its arguments and ``func = run``."""
+    import argparse
+
+    parser = subparsers.add_parser(name, help=help_text, description=(doc or "").split("\n\n")[0],
+                                   formatter_class=argparse.RawTextHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser

@@ -378,13 +378,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``derivatives`` subcommand on an argparse ``subparsers`` object."""
-    parser = subparsers.add_parser(
-        "derivatives", help="cost of a training step with second derivatives: KAN jet vs "
-                            "nested autograd vs efficient-kan vs MLP",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    _add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
+    help_text = ("cost of a training step with second derivatives: KAN jet vs nested autograd "
+                 "vs efficient-kan vs MLP")
+    return common.add_subcommand(subparsers, "derivatives", help_text, __doc__, _add_arguments,
+                                 run)
 
 
 def _check(args: argparse.Namespace) -> str | None:

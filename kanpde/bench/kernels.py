@@ -535,13 +535,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``kernels`` subcommand on an argparse ``subparsers`` object."""
-    parser = subparsers.add_parser(
-        "kernels", help="fused Triton KAN-layer jets vs the PyTorch jet path vs nested "
-                        "autograd vs efficient-kan: time, memory, FLOP/s",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    _add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
+    help_text = ("fused Triton KAN-layer jets vs the PyTorch jet path vs nested autograd vs "
+                 "efficient-kan: time, memory, FLOP/s")
+    return common.add_subcommand(subparsers, "kernels", help_text, __doc__, _add_arguments, run)
 
 
 def _check(args: argparse.Namespace) -> str | None:
