@@ -62,7 +62,7 @@ def spline_layer_jet(
     else:
         base = torch.stack(silu_derivatives(value)[: n_deriv + 1])  # (q, N, n_in)
     # local features [b, B_0..B_k] per derivative order: (q, N, n_in, k+2)
-    local = torch.cat([base[..., None], basis], dim=-1)
+    local = torch.cat([base[..., None], basis], dim=-1).unbind(0)  # q x (N, n_in, k+2)
     rows = [local[0][:, None]]  # value rows (N, 1, n_in, k+2)
     if dim:
         rows.append(local[1][:, None] * grad[..., None])  # (N, d, n_in, k+2)
