@@ -22,10 +22,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in OVERRIDE_KEYS if getattr(args, k, None) is not None}
 
 
-def _solver_config(path: str | None):
-    from kanpde.config import SolverConfig, load_config
+DEFAULT_SOLVER = "solvers/kan_default.toml"
 
-    return SolverConfig() if path is None else load_config(path)
+
+def default_solver_path() -> str | None:
+    """``solvers/kan_default.toml`` in the working directory or beside the package."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (base / DEFAULT_SOLVER).is_file():
+            return str(base / DEFAULT_SOLVER)
+    return None
+
+
+def _solver_config(path: str | None):
+    from kanpde.config import load_config
+
+    path = path if path is not None else default_solver_path()
+    if path is None:
+        raise FileNotFoundError(f"no --solver given and {DEFAULT_SOLVER} was not found; "
+                                "pass --solver FILE.toml")
+    return load_config(path)
 
 
 def _status_code(summary: dict[str, Any]) -> int:
@@ -74,7 +89,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     else:
         out = Path("runs") / f"{problem.name}-{config.name}-seed{seed}"
     _check_out_dir(out, args.resume is not None)
-    summary = _run_one(problem, args.problem, args.solver, out, overrides=_overrides(args),
+    solver_path = args.solver if args.solver is not None else default_solver_path()
+    summary = _run_one(problem, args.problem, solver_path, out, overrides=_overrides(args),
                        resume=args.resume is not None, quiet=args.quiet)
     print(_summary_line(summary))
     print(f"wrote {out / 'summary.json'} and {out / 'result.h5'}")
@@ -248,8 +264,7 @@ def add_commands(sub: Any) -> None:
                        description="Train a KAN or MLP on a problem file; writes "
                                    "DIR/summary.json and DIR/result.h5.")
     p.add_argument("problem", help="problem file (.py)")
-    p.add_argument("--solver", help="solver file (.toml); default: built-in KAN defaults "
-                                    "(as solvers/kan_default.toml)")
+    p.add_argument("--solver", help=f"solver file (.toml); default: {DEFAULT_SOLVER}")
     p.add_argument("--out", help="run directory (default runs/PROBLEM-SOLVER-seedN)")
     p.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR")
     overrides(p)

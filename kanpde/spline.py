@@ -155,7 +155,8 @@ def _uniform_local(x: Tensor, knots: Tensor, k: int, n_deriv: int) -> tuple[Tens
     lo = knots[:, k]  # (n,)
     inv_h = 1.0 / (knots[:, k + 1] - knots[:, k])  # (n,)
     s = (x - lo) * inv_h  # (N, n)
-    idx = torch.floor(s.detach()).clamp_(0, grid_size - 1).long()
+    # NaN inputs get interval 0 (their outputs stay NaN) instead of an invalid index
+    idx = torch.nan_to_num(torch.floor(s.detach()), nan=0.0).clamp_(0, grid_size - 1).long()
     u = s - idx.to(s.dtype)  # (N, n), outside [0, 1] only off the grid
     powers = [torch.ones_like(u), u]
     for _ in range(2, k + 1):

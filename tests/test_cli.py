@@ -127,3 +127,9 @@ def test_unknown_solver_key(tmp_path, capsys):
     line = _error_line(capsys)
     assert "bad.toml" in line and "grid_sise" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_default_solver_is_the_shipped_kan_default():
+    from kanpde.commands import _solver_config
+
+    assert _solver_config(None).name == "kan_default"

@@ -193,3 +193,13 @@ def test_state_dict_round_trip_after_grid_changes():
     assert not fresh.layers[0].uniform
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+
+
+def test_nan_inputs_give_nan_outputs_not_an_index_error():
+    model = KAN([2, 3, 1], grid_size=4)
+    x = torch.tensor([[float("nan"), 0.0], [0.1, 0.2]], dtype=DT)
+    with torch.no_grad():
+        out = model(x)
+        jet = model.jet(x, second=torch.eye(2, dtype=DT)[None])
+    assert bool(out[0].isnan().all()) and bool(out[1].isfinite().all())
+    assert bool(jet.second[0].isnan().all()) and bool(jet.second[1].isfinite().all())
