@@ -340,3 +340,14 @@ def add_subcommand(subparsers: Any, name: str, help_text: str, doc: str | None,
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def standalone_main(module: str, doc: str | None, add_arguments: Callable[[Any], None],
+                    run: Callable[[Any], int], argv: Sequence[str] | None = None) -> int:
+    """``python -m kanpde.bench.<module> [options]``: the same arguments as the subcommand."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m kanpde.bench.{module}",
+                                     description=(doc or "").split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

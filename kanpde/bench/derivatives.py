@@ -420,10 +420,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m kanpde.bench.derivatives [options]``."""
-    parser = argparse.ArgumentParser(prog="python -m kanpde.bench.derivatives",
-                                     description=__doc__.split("\n\n")[0])
-    _add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return common.standalone_main("derivatives", __doc__, _add_arguments, run, argv)
 
 
 if __name__ == "__main__":
