@@ -23,6 +23,7 @@ Two evaluators give the same numbers:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -118,12 +119,22 @@ def uniform_derivative_matrices(k: int, n_deriv: int, dtype: torch.dtype = torch
     Returns:
         ``(n_deriv+1, k+1, k+1)`` tensor ``D`` with ``d^n B_{i+r}/du^n = sum_p D[n, r, p] u^p``.
     """
+    return torch.tensor(_derivative_table(k, n_deriv), dtype=dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _derivative_table(k: int, n_deriv: int) -> tuple:
+    """The constant numbers of :func:`uniform_derivative_matrices` as nested tuples.
+
+    Memoised because every layer evaluation needs them and deriving them costs ~1 ms; the
+    table is a mathematical constant of ``(k, n_deriv)``, so the memo holds no state.
+    """
     m = uniform_basis_matrix(k, torch.float64)
     out = torch.zeros(n_deriv + 1, k + 1, k + 1, dtype=torch.float64)
     for n in range(n_deriv + 1):
         for p in range(k + 1 - n):
             out[n, :, p] = m[:, p + n] * (math.factorial(p + n) / math.factorial(p))
-    return out.to(dtype)
+    return tuple(tuple(tuple(row) for row in mat) for mat in out.tolist())
 
 
 def local_basis(
