@@ -1,4 +1,5 @@
-"""The ``kanpde`` subcommands that train and read runs: solve, compare, plot, export, predict.
+"""The ``kanpde`` subcommands that train and read runs: solve, compare, plot, export, predict,
+explain.
 
 Each ``cmd_*`` takes the parsed arguments and returns an exit status; bad input raises a
 ``ValueError`` (or subclass) whose first line the CLI prints.
@@ -54,7 +55,8 @@ def _status_code(summary: dict[str, Any]) -> int:
 
 def _run_one(problem, problem_path: str, solver_path: str | None, out: Path, *,
              overrides: dict[str, Any], resume: bool, quiet: bool) -> dict[str, Any]:
-    """Train one (problem, solver) into ``out``; returns the summary."""
+    """Train one (problem, solver) into ``out``; returns the summary (rank 0 writes)."""
+    from kanpde.distributed import is_main_process
     from kanpde.results import save_result
     from kanpde.train import solve
 
@@ -62,7 +64,8 @@ def _run_one(problem, problem_path: str, solver_path: str | None, out: Path, *,
     result = solve(problem, config, out_dir=out, resume=out if resume else None,
                    progress=not quiet, problem_path=problem_path, overrides=overrides)
     result.summary.setdefault("solver", config.name)
-    save_result(result, out)
+    if is_main_process():
+        save_result(result, out)
     return result.summary
 
 
@@ -90,8 +93,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         out = Path("runs") / f"{problem.name}-{config.name}-seed{seed}"
     _check_out_dir(out, args.resume is not None)
     solver_path = args.solver if args.solver is not None else default_solver_path()
-    summary = _run_one(problem, args.problem, solver_path, out, overrides=_overrides(args),
-                       resume=args.resume is not None, quiet=args.quiet)
+    with _processes(config, args):  # several under torchrun/srun: one data-parallel run
+        summary = _run_one(problem, args.problem, solver_path, out,
+                           overrides=_overrides(args), resume=args.resume is not None,
+                           quiet=args.quiet)
+        if not _is_main():
+            return _status_code(summary)
     print(_summary_line(summary))
     print(f"wrote {out / 'summary.json'} and {out / 'result.h5'}")
     if summary.get("status") == "interrupted":
@@ -99,6 +106,20 @@ def cmd_solve(args: argparse.Namespace) -> int:
               f"{'--solver ' + args.solver + ' ' if args.solver else ''}--resume {out}",
               file=sys.stderr)
     return _status_code(summary)
+
+
+def _processes(config, args: argparse.Namespace):
+    """The process group of a data-parallel launch (a no-op for one process)."""
+    from kanpde.distributed import process_group
+
+    dd = config.distributed
+    return process_group(args.device or config.device, dd.backend, dd.timeout_s)
+
+
+def _is_main() -> bool:
+    from kanpde.distributed import is_main_process
+
+    return is_main_process()
 
 
 def _summary_line(s: dict[str, Any]) -> str:
@@ -183,12 +204,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                    resume=resume, quiet=args.quiet)
             summary.setdefault("solver", name)
             records.append(summary)
-            print(_summary_line(summary))
+            if _is_main():
+                print(_summary_line(summary))
             code = max(code, _status_code(summary))
             if summary.get("status") == "interrupted":
                 break
         if code == EXIT_INTERRUPTED:
             break
+    if not _is_main():  # data-parallel launch: rank 0 writes the comparison
+        return code
     rows = aggregate(records)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(
@@ -250,6 +274,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``kanpde explain DIR [--prune T] [--symbolic] [--fine-tune-steps N] [--out OUT]``."""
+    from kanpde.interpret.explain import ExplainOptions, explain_run
+
+    if args.prune is not None and not 0.0 <= args.prune < 1.0:
+        raise ValueError(f"--prune: threshold must be in [0, 1), got {args.prune}")
+    for name in ("fine_tune_steps", "refit_steps"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got "
+                             f"{getattr(args, name)}")
+    if args.library:
+        from kanpde.nn.symbolic import primitive
+
+        for name in args.library:
+            primitive(name)
+    options = ExplainOptions(prune=args.prune, symbolic=args.symbolic,
+                             fine_tune_steps=args.fine_tune_steps,
+                             refit_steps=args.refit_steps, r2=args.r2, method=args.method,
+                             library=args.library, engine=args.engine)
+    explain_run(args.run, options, out_dir=args.out)
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Register solve, compare, plot, export and predict on the CLI's subparsers."""
     def overrides(p: argparse.ArgumentParser) -> None:
@@ -295,3 +342,32 @@ def add_commands(sub: Any) -> None:
     p.add_argument("points", help="points file: .npy, .csv or .h5 (dataset 'points')")
     p.add_argument("--out", help="output file (.npy, .csv, .h5); default DIR/predictions.npy")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explain", help="importance, pruning and formula of a KAN run",
+                       description="Draw a finished KAN run's network (edge opacity by "
+                                   "importance), write importance scores to explain.json, "
+                                   "optionally prune and fine-tune it, and fit its edges to "
+                                   "symbolic functions to write its closed form to "
+                                   "formula.txt.")
+    p.add_argument("run", metavar="DIR", help="run directory written by kanpde solve")
+    p.add_argument("--prune", type=float, metavar="THRESHOLD",
+                   help="mask edges and remove hidden nodes whose score, relative to the "
+                        "largest of their layer, is below THRESHOLD (e.g. 0.05)")
+    p.add_argument("--symbolic", action="store_true",
+                   help="fit edges to primitives, refit the constants, write formula.txt")
+    p.add_argument("--fine-tune-steps", type=int, default=50, metavar="N",
+                   help="L-BFGS iterations after pruning (default 50)")
+    p.add_argument("--refit-steps", type=int, default=300, metavar="N",
+                   help="L-BFGS iterations refitting the symbolic constants (default 300)")
+    p.add_argument("--r2", type=float, default=0.999,
+                   help="edges whose best symbolic fit has a lower R^2 stay splines "
+                        "(default 0.999)")
+    p.add_argument("--method", choices=("l1", "std"), default="l1",
+                   help="edge score: mean |phi| (l1, default) or std of phi")
+    p.add_argument("--library", nargs="+", metavar="NAME",
+                   help="primitives to try (default: all: 0 x x^2 x^3 x^4 1/x sqrt exp log "
+                        "sin cos tanh abs gaussian)")
+    p.add_argument("--engine", help="derivative engine of fine-tuning and refit "
+                                    "(default: the run's)")
+    p.add_argument("--out", metavar="OUTDIR", help="where to write (default: DIR)")
+    p.set_defaults(func=cmd_explain)

@@ -47,6 +47,8 @@ ADAPTIVE = ("none", "rad", "rar-d")
 OPTIMIZERS = ("adam", "lbfgs")
 SCHEDULES = ("constant", "exponential", "cosine")
 WEIGHTINGS = ("fixed", "gradnorm")
+SCALINGS = ("strong", "weak")
+BACKENDS = ("auto", "gloo", "nccl")
 #: default learning rate per optimiser (L-BFGS: the initial line-search step)
 DEFAULT_LR = {"adam": 1e-3, "lbfgs": 1.0}
 
@@ -336,6 +338,49 @@ class CheckpointConfig(_Section):
     every: int = _opt(500, _int(0))
 
 
+@dataclass(frozen=True)
+class RegularizationConfig(_Section):
+    """``[regularization]``: sparsity penalty of a KAN (Liu et al. 2024, §2.5.1).
+
+    Added to the loss: ``l1 * sum_l |Phi_l|_1 + entropy * sum_l S(Phi_l)``, i.e. the paper's
+    ``lambda (sum_l |Phi_l|_1 + mu sum_l S(Phi_l))`` with ``lambda = l1`` and
+    ``mu = entropy / l1``. ``|phi|_1`` is the mean of ``|phi(x)|`` over the interior
+    collocation points, ``|Phi_l|_1`` its sum over the layer's edges and ``S`` the entropy of
+    the normalised ``|phi|_1`` (see :mod:`kanpde.interpret.regularization`). Both 0 (the
+    default): off. KAN models only.
+
+    Attributes:
+        l1: weight of the L1 term.
+        entropy: weight of the entropy term.
+    """
+
+    l1: float = _opt(0.0, _float(ge=0.0))
+    entropy: float = _opt(0.0, _float(ge=0.0))
+
+    @property
+    def active(self) -> bool:
+        """Whether the penalty is on."""
+        return self.l1 > 0.0 or self.entropy > 0.0
+
+
+@dataclass(frozen=True)
+class DistributedConfig(_Section):
+    """``[distributed]``: data-parallel training (used only when launched with several
+    processes, e.g. by ``torchrun``; see :mod:`kanpde.distributed`).
+
+    Attributes:
+        scaling: ``"strong"`` (the point counts of ``[sampling]`` are totals, split between
+            the processes; the result does not depend on their number) or ``"weak"`` (the
+            counts are per process; each draws its own points).
+        backend: ``"auto"`` (NCCL on CUDA, gloo on CPU), ``"gloo"`` or ``"nccl"``.
+        timeout_s: seconds a collective waits for the other processes before failing.
+    """
+
+    scaling: str = _opt("strong", _choice(SCALINGS))
+    backend: str = _opt("auto", _choice(BACKENDS))
+    timeout_s: float = _opt(300.0, _float(gt=0.0))
+
+
 def _default_stages() -> tuple[StageConfig, ...]:
     return (StageConfig(optimizer="adam", steps=1000, lr=1e-3),)
 
@@ -351,7 +396,8 @@ class SolverConfig:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (checked when solving).
         seed: seed of the model initialisation and of the point generator.
         max_time_s: wall-time cap of the whole run (stops with status "max_time").
-        model, sampling, stages, weighting, evaluation, checkpoint: the sections.
+        model, sampling, stages, weighting, evaluation, checkpoint, regularization,
+            distributed: the sections.
     """
 
     name: str = _opt("solver", _str)
@@ -366,6 +412,8 @@ class SolverConfig:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     #: where the config came from (for messages; not part of the config itself)
     source: str = field(default="<dict>", compare=False, repr=False,
                         metadata={"internal": True})
@@ -394,8 +442,10 @@ class SolverConfig:
         return dataclasses.replace(config_from_dict(d, source=source), source=self.source)
 
 
-_SECTIONS = {"model": ModelConfig, "sampling": SamplingConfig, "weighting": WeightingConfig,
-             "evaluation": EvaluationConfig, "checkpoint": CheckpointConfig}
+_SECTIONS = {"regularization": RegularizationConfig,
+             "model": ModelConfig, "sampling": SamplingConfig, "weighting": WeightingConfig,
+             "evaluation": EvaluationConfig, "checkpoint": CheckpointConfig,
+             "distributed": DistributedConfig}
 
 
 def _to_dict(obj: Any) -> Any:
@@ -485,6 +535,9 @@ def _cross_check(c: SolverConfig, source: str) -> None:
     if len(set(m.periodic)) != len(m.periodic):
         fail("model.periodic", f"names a coordinate twice: {list(m.periodic)}")
     s = c.sampling
+    dd = c.distributed
+    if dd.backend == "nccl" and not c.device.startswith("cuda"):
+        fail("distributed.backend", f"'nccl' needs a CUDA device (device is {c.device!r})")
     if s.adaptive != "none":
         if s.adaptive_every < 1:
             fail("sampling.adaptive_every", f"must be >= 1 when adaptive = {s.adaptive!r}")
@@ -508,6 +561,9 @@ def _cross_check(c: SolverConfig, source: str) -> None:
             grid = st.grid_extend
         if st.schedule == "cosine" and st.lr_min > st.lr:
             fail(f"stages[{i}].lr_min", f"must be <= lr ({st.lr:g}), got {st.lr_min:g}")
+    if m.kind == "mlp" and c.regularization.active:
+        fail("regularization", "the sparsity penalty acts on KAN edges; the model is an MLP "
+                               "(set l1 = entropy = 0 or model.kind = 'kan')")
     known = set()
     for name, _ in c.weighting.weights:
         if name in known:

@@ -16,6 +16,9 @@ with the network. See :mod:`kanpde.training` for the pieces:
 * :mod:`kanpde.training.checkpoint`: atomic checkpoints and resume checks;
 * :mod:`kanpde.training.metrics`: ``l2_rel``, ``max_abs_err``, ``mse``, ``h1_rel``.
 
+Launched with several processes (``torchrun``, ``srun``), one solve trains one model
+data-parallel; see :mod:`kanpde.distributed`.
+
 Example:
     >>> from kanpde import load_problem
     >>> from kanpde.config import load_config
@@ -117,6 +120,10 @@ def _versions() -> dict[str, str]:
             "python": sys.version.split()[0], "platform": platform.platform()}
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def _result(trainer: Trainer, problem_path: str) -> Result:
     """Collect the :class:`Result` of a finished (or stopped) run."""
     cfg, problem, model = trainer.config, trainer.problem, trainer.model
@@ -143,6 +150,7 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
         "final_loss": final_loss, "status": trainer.status, "engine": cfg.engine,
         "dtype": cfg.dtype, "device": cfg.device, "seed": cfg.seed,
         "h1_rel": None if h1 is None or math.isnan(h1) else h1,
+        "h1_mse": _finite_or_none(metrics.get("h1_mse")),
         "loss_terms": final_terms, "weights": dict(trainer.weights.weights),
         "stages": trainer.stage_records, "grid_events": trainer.grid_events,
         "grid_size": [layer.grid_size for layer in net.layers]
@@ -150,6 +158,9 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
         "unknowns": unknowns, "nan_rollbacks": trainer.rollbacks,
         "points": trainer.points.counts(), "resumed_from": trainer.resumed_from,
     }
+    if trainer.dist.active:
+        summary["distributed"] = {"world_size": trainer.dist.world_size,
+                                  "scaling": trainer.dist.scaling}
     history = {k: np.asarray(v, dtype=np.int64 if k in ("step", "stage", "eval_step")
                              else np.float64)
                for k, v in {**trainer.history, **trainer.eval_history}.items()}

@@ -16,6 +16,12 @@ for the stacked rows ``[value; grad_a; S_r]`` of the input jet the features of i
 ``[b(h_i), B_m(h_i)]``, ``[b'(h_i), B'_m(h_i)] dh_i/dx_a`` and
 ``[b'', B''_m](h_i) q_ri + [b', B'_m](h_i) S_ri`` (``b = silu``), and the layer output is
 ``features @ [w_b; w_s * c]``.
+
+Edges can be taken out of the spline form one by one: :meth:`KANLayer.set_symbolic` makes
+edge ``(i, j)`` the symbolic function ``c f(a x + b) + d`` of :mod:`kanpde.nn.symbolic`
+(trainable ``(a, b, c, d)``, pushed through the jet by its exact derivative triple) and
+:meth:`KANLayer.mask_edge` fixes it to zero (pruning). Layers with neither run exactly the
+pure-spline code.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from torch import Tensor, nn
 from kanpde import spline
 from kanpde.jet import Channels, Jet, silu_derivatives
 from kanpde.nn.common import check_points, check_widths, make_channels
+from kanpde.nn.symbolic import edge_triple, primitive
 
 KERNELS = ("auto", "torch", "triton")
 
@@ -114,6 +121,14 @@ class KANLayer(nn.Module):
         self.base_weight = nn.Parameter((2 * u[0] - 1) / n_in**0.5)  # (n_in, n_out)
         self.spline_scale = nn.Parameter(torch.full((n_in, n_out), n_in**-0.5, **kw))
         self.coef = nn.Parameter(((noise - 0.5) * noise_scale / grid_size).to(device))
+        #: ``(n_in, n_out)`` 1 where the edge is a spline, 0 where symbolic or pruned;
+        #: ``None``: every edge is a spline
+        self.edge_mask: Tensor | None = None
+        #: ``{(i, j): primitive name}`` of the symbolic edges
+        self.symbolic: dict[tuple[int, int], str] = {}
+        #: ``(n_in, n_out, 4)`` constants ``(a, b, c, d)`` of the symbolic edges (created by
+        #: the first :meth:`set_symbolic`)
+        self.register_parameter("sym_params", None)
 
     @property
     def grid_size(self) -> int:
@@ -121,10 +136,19 @@ class KANLayer(nn.Module):
         return self.knots.shape[1] - 2 * self.k - 1
 
     def get_extra_state(self) -> dict:
-        return {"uniform": self.uniform, "k": self.k}
+        state: dict = {"uniform": self.uniform, "k": self.k}
+        if self.edge_mask is not None:
+            state["edge_mask"] = self.edge_mask.tolist()
+            state["symbolic"] = [[i, j, name] for (i, j), name in sorted(self.symbolic.items())]
+        return state
 
     def set_extra_state(self, state: dict) -> None:
         self.uniform = bool(state["uniform"])
+        mask = state.get("edge_mask")
+        self.edge_mask = None if mask is None else torch.as_tensor(
+            mask, dtype=self.knots.dtype, device=self.knots.device)
+        self.symbolic = {(int(i), int(j)): str(name)
+                         for i, j, name in state.get("symbolic", [])}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Accept states saved after grid extension or update (other ``G``, moved knots)."""
@@ -135,6 +159,8 @@ class KANLayer(nn.Module):
         if coef is not None and coef.shape != self.coef.shape:
             self.coef = nn.Parameter(torch.empty(coef.shape, device=self.coef.device,
                                                  dtype=self.coef.dtype))
+        if prefix + "sym_params" in state_dict and self.sym_params is None:
+            self.sym_params = nn.Parameter(self.knots.new_zeros(self.n_in, self.n_out, 4))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
@@ -145,11 +171,51 @@ class KANLayer(nn.Module):
         """``(n_in, G + k, n_out)`` coefficients ``w_s[i, j] * c[i, m, j]``."""
         return self.spline_scale[:, None, :] * self.coef
 
+    @property
+    def pure_spline(self) -> bool:
+        """Every edge is a spline (no symbolic or pruned edge)."""
+        return self.edge_mask is None
+
+    def _spline_weights(self) -> tuple[Tensor, Tensor]:
+        """Effective coefficients ``(n_in, G + k, n_out)`` and base weights ``(n_in, n_out)``
+        with symbolic and pruned edges zeroed."""
+        coef, base = self.effective_coef(), self.base_weight
+        if self.edge_mask is not None:
+            coef = coef * self.edge_mask[:, None, :]
+            base = base * self.edge_mask
+        return coef, base
+
+    def _symbolic_jet(self, value: Tensor, grad: Tensor, second: Tensor, quad: Tensor,
+                      out: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Add the symbolic edges' jets to the spline part ``out`` (shapes as in
+        :func:`spline_layer_jet`): ``y_j += phi_ij(h_i)``, ``grad y_j += phi'_ij grad h_i``,
+        ``S_rj += phi''_ij q_ri + phi'_ij S_ri``."""
+        y, dy, sy = out
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for edge, name in self.symbolic.items():
+            groups.setdefault(name, []).append(edge)
+        dev = value.device
+        for name, edges in sorted(groups.items()):
+            ii = torch.tensor([e[0] for e in edges], device=dev)
+            jj = torch.tensor([e[1] for e in edges], device=dev)
+            f, df, d2f = edge_triple(name, value[:, ii], self.sym_params[ii, jj])  # (N, E)
+            y = y.index_add(1, jj, f)
+            if grad.shape[1]:
+                dy = dy.index_add(2, jj, df[:, None] * grad[:, :, ii])
+            if second.shape[1]:
+                sy = sy.index_add(2, jj, d2f[:, None] * quad[:, :, ii]
+                                  + df[:, None] * second[:, :, ii])
+        return y, dy, sy
+
     def forward(self, h: Tensor) -> Tensor:
         """``(N, n_in) -> (N, n_out)`` layer values."""
         empty = h.new_zeros(h.shape[0], 0, self.n_in)
-        return spline_layer_jet(h, empty, empty, empty, self.knots, self.k, self.uniform,
-                                self.effective_coef(), self.base_weight)[0]
+        if self.edge_mask is None:
+            return spline_layer_jet(h, empty, empty, empty, self.knots, self.k, self.uniform,
+                                    self.effective_coef(), self.base_weight)[0]
+        out = spline_layer_jet(h, empty, empty, empty, self.knots, self.k, self.uniform,
+                               *self._spline_weights())
+        return self._symbolic_jet(h, empty, empty, empty, out)[0]
 
     def jet(self, jet: Jet, kernel: str = "auto") -> Jet:
         """Push a jet of the layer inputs through the layer.
@@ -159,6 +225,8 @@ class KANLayer(nn.Module):
                 triton is available, else PyTorch), ``"torch"`` or ``"triton"`` (forced).
         """
         quad = jet.quad() if jet.channels.count else jet.second
+        coef, base = ((self.effective_coef(), self.base_weight) if self.edge_mask is None
+                      else self._spline_weights())
         if self._use_triton(jet.value, kernel):
             from kanpde.kernels import kan_layer_jet
 
@@ -166,11 +234,14 @@ class KANLayer(nn.Module):
             step = self.knots[:, self.k + 1] - lo
             value, grad, second = kan_layer_jet(
                 jet.value, jet.grad, jet.second, quad, lo, step, self.grid_size, self.k,
-                self.effective_coef(), self.base_weight)
+                coef, base)
         else:
             value, grad, second = spline_layer_jet(
                 jet.value, jet.grad, jet.second, quad, self.knots, self.k, self.uniform,
-                self.effective_coef(), self.base_weight)
+                coef, base)
+        if self.edge_mask is not None:
+            value, grad, second = self._symbolic_jet(jet.value, jet.grad, jet.second, quad,
+                                                     (value, grad, second))
         return Jet(value, grad, second, jet.channels)
 
     def _use_triton(self, x: Tensor, kernel: str) -> bool:
@@ -193,10 +264,68 @@ class KANLayer(nn.Module):
         return spline.evaluate(h, self.knots, self.coef, self.k, n_deriv, self.uniform)
 
     def edge_values(self, h: Tensor) -> Tensor:
-        """``(N, n_in, n_out)`` edge functions ``phi_ij(h_i)``."""
+        """``(N, n_in, n_out)`` edge functions ``phi_ij(h_i)`` (symbolic edges included,
+        pruned edges zero)."""
         silu = silu_derivatives(h)[0]
-        return (self.base_weight * silu[..., None]
-                + self.spline_scale * self.spline_values(h)[0])
+        out = (self.base_weight * silu[..., None]
+               + self.spline_scale * self.spline_values(h)[0])
+        if self.edge_mask is None:
+            return out
+        out = out * self.edge_mask
+        for (i, j), name in self.symbolic.items():
+            phi = edge_triple(name, h[:, i : i + 1], self.sym_params[i, j][None])[0][:, 0]
+            out = out.index_put((torch.arange(h.shape[0], device=h.device),
+                                 torch.tensor(i, device=h.device),
+                                 torch.tensor(j, device=h.device)), phi)
+        return out
+
+    def edge_kind(self, i: int, j: int) -> str:
+        """``"spline"``, ``"pruned"`` or the primitive name of a symbolic edge."""
+        if (i, j) in self.symbolic:
+            return self.symbolic[(i, j)]
+        if self.edge_mask is not None and float(self.edge_mask[i, j]) == 0.0:
+            return "pruned"
+        return "spline"
+
+    def _take_edge(self, i: int, j: int) -> None:
+        if not (0 <= i < self.n_in and 0 <= j < self.n_out):
+            raise ValueError(f"edge ({i}, {j}) outside a {self.n_in} -> {self.n_out} layer")
+        if self.edge_mask is None:
+            self.edge_mask = self.knots.new_ones(self.n_in, self.n_out)
+        self.edge_mask[i, j] = 0.0
+        self.symbolic.pop((i, j), None)
+
+    @torch.no_grad()
+    def set_symbolic(self, i: int, j: int, name: str,
+                     params: Sequence[float] = (1.0, 0.0, 1.0, 0.0)) -> None:
+        """Make edge ``(i, j)`` the symbolic function ``c f(a x + b) + d``.
+
+        Args:
+            i, j: input and output index.
+            name: primitive of :data:`kanpde.nn.symbolic.PRIMITIVES`.
+            params: initial ``(a, b, c, d)`` (trainable afterwards).
+
+        The first call creates the ``sym_params`` parameter: rebuild any optimiser after it.
+        """
+        primitive(name)
+        self._take_edge(i, j)
+        if self.sym_params is None:
+            self.sym_params = nn.Parameter(self.knots.new_zeros(self.n_in, self.n_out, 4))
+        self.sym_params[i, j] = torch.as_tensor([float(v) for v in params],
+                                                dtype=self.sym_params.dtype,
+                                                device=self.sym_params.device)
+        self.symbolic[(i, j)] = name
+
+    def mask_edge(self, i: int, j: int) -> None:
+        """Fix edge ``(i, j)`` to zero (pruning); a symbolic edge stops being one."""
+        self._take_edge(i, j)
+
+    @torch.no_grad()
+    def set_spline(self, i: int, j: int) -> None:
+        """Make edge ``(i, j)`` a spline again (its spline parameters as they were)."""
+        self.symbolic.pop((i, j), None)
+        if self.edge_mask is not None:
+            self.edge_mask[i, j] = 1.0
 
     def _fit_points(self, knots: Tensor) -> Tensor:
         """``(G'(k+1), n_in)`` points, ``k + 1`` inside every base interval of ``knots``."""

@@ -4,7 +4,9 @@ With prediction ``P`` and reference ``U`` ``(M, m)`` (all fields together):
 
 * ``l2_rel = ||P - U||_F / ||U||_F``;
 * ``max_abs_err = max |P - U|``;
-* ``mse = mean((P - U)^2)`` over points and fields;
+* ``mse = mean((P - U)^2)`` over points and fields (the squared L2 error of the KAN paper);
+* ``h1_mse = mean((P - U)^2 + |grad P - grad U|^2)`` over points and fields (its squared H1
+  error; needs an exact solution, as ``h1_rel``);
 * ``h1_rel = sqrt(||P - U||^2 + ||grad P - grad U||^2) / sqrt(||U||^2 + ||grad U||^2)``
   where the problem has an exact solution (its gradient by autograd through
   :class:`kanpde.problem.SolutionField`, the model's by the jet engine); computed for the
@@ -60,8 +62,8 @@ class Evaluator:
                           for s in range(0, self.points.shape[0], self.chunk)])
 
     def __call__(self, model: nn.Module, h1: bool = True) -> dict[str, float]:
-        """``l2_rel``, ``max_abs_err``, ``mse`` and, when ``h1``, ``h1_rel`` (NaN without an
-        exact solution)."""
+        """``l2_rel``, ``max_abs_err``, ``mse`` and, when ``h1``, ``h1_rel`` and ``h1_mse``
+        (NaN without an exact solution)."""
         pred = self.predict(model)
         err = pred - self.reference
         ref_sq = float(self.reference.square().sum())
@@ -71,6 +73,7 @@ class Evaluator:
             "max_abs_err": float(err.abs().max()),
             "mse": float(err.square().mean()),
             "h1_rel": math.nan,
+            "h1_mse": math.nan,
         }
         ref_grad = self.reference_grad if h1 else None
         if ref_grad is not None:
@@ -82,4 +85,5 @@ class Evaluator:
                 grad_err_sq += float((g - ref_grad[s:s + self.chunk]).square().sum())
             den = ref_sq + float(ref_grad.square().sum())
             out["h1_rel"] = math.sqrt((err_sq + grad_err_sq) / den) if den > 0 else math.nan
+            out["h1_mse"] = (err_sq + grad_err_sq) / err.numel()
         return out

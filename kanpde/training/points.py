@@ -94,7 +94,8 @@ def residual_magnitude(residuals: Callable[[Tensor], dict[str, Tensor]], x: Tens
 
 def refine(kind: str, points: TrainingPoints, problem, config: SamplingConfig,
            generator: torch.Generator, residuals: Callable[[Tensor], dict[str, Tensor]],
-           weights: dict[str, float]) -> TrainingPoints:
+           weights: dict[str, float],
+           magnitude: Callable[[Tensor], Tensor] | None = None) -> TrainingPoints:
     """One residual-adaptive event on the interior points.
 
     ``"rad"`` replaces the interior set by ``config.interior`` points drawn from
@@ -105,11 +106,15 @@ def refine(kind: str, points: TrainingPoints, problem, config: SamplingConfig,
         kind: ``"rad"`` or ``"rar-d"``.
         residuals: ``x -> {name: (M,) residual}`` of the current model.
         weights: term weights used to combine several residuals.
+        magnitude: ``(M, d) -> (M,)`` combined residual of the candidates (default
+            :func:`residual_magnitude` of ``residuals``; data-parallel runs pass one that
+            shares the work between processes and gathers the result).
     """
     x = points.interior
     cand = problem.domain.sample_interior(config.adaptive_candidates, generator, config.method)
     cand = cand.to(dtype=x.dtype, device=x.device)
-    r = residual_magnitude(residuals, cand, weights)
+    r = magnitude(cand) if magnitude is not None else \
+        residual_magnitude(residuals, cand, weights)
     if not bool(torch.isfinite(r).all()):
         return points  # the NaN guard deals with the model; keep the points
     if kind == "rad":

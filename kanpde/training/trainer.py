@@ -28,7 +28,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from kanpde.conditions import ConditionPoints
 from kanpde.config import ConfigError, SolverConfig, StageConfig
+from kanpde.distributed import DistributedError, point_seed, rank_device
+from kanpde.distributed import context as dist_context
 from kanpde.training import checkpoint as ckpt
 from kanpde.training.metrics import Evaluator
 from kanpde.training.model import as_dtype, build_model, network, resolve_device
@@ -41,7 +44,7 @@ from kanpde.training.optim import (
     max_abs_grad,
     set_lr,
 )
-from kanpde.training.points import refine, sample_points
+from kanpde.training.points import TrainingPoints, refine, residual_magnitude, sample_points
 from kanpde.training.weighting import LossWeights, causal_terms, time_bins
 
 MAX_FAILURES = 3
@@ -67,6 +70,10 @@ class Trainer:
                  progress: bool = True, callback: Callable[[dict], None] | None = None):
         self.problem, self.config = problem, config
         self.dtype, self.device = as_dtype(config.dtype), resolve_device(config.device)
+        dc = config.distributed
+        #: the process group as this run sees it (one process: rank 0 of 1)
+        self.dist = dist_context(dc.scaling, self.device, dc.backend, dc.timeout_s)
+        self.device = rank_device(self.device, self.dist.local_rank)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.progress, self.callback = progress, callback
         self.model = build_model(problem, config.model, self.dtype, self.device, config.seed)
@@ -78,9 +85,13 @@ class Trainer:
         self._check_terms()
         defaults = {c.label(i): float(c.weight) for i, c in enumerate(problem.conditions)}
         self.weights = LossWeights(self.res_names, self.cond_names, defaults, config.weighting)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.points = sample_points(problem, config.sampling, self.generator, self.dtype,
-                                    self.device)
+        if config.regularization.active:  # the KAN sparsity penalty enters with weight 1
+            self.weights.weights["regularization"] = 1.0
+        weak = self.dist.active and dc.scaling == "weak"
+        self.generator = torch.Generator().manual_seed(
+            point_seed(config.seed, self.dist.rank) if weak else config.seed)
+        self.points = self._draw_points()
+        self._check_world()
         self.evaluator = Evaluator(problem, self.dtype, self.device)
         self.history: dict[str, list] = {}
         self.eval_history: dict[str, list] = {}
@@ -122,6 +133,136 @@ class Trainer:
             raise ConfigError(f"{src}: weighting.causal: problem {self.problem.name!r} has "
                               "no time coordinate")
 
+    def _check_world(self) -> None:
+        d, src = self.dist, self.config.source
+        if not d.active:
+            return
+        self.weights.reduce = lambda grads: d.all_reduce_flat(grads, "grad-norm weighting")
+        few = {k: n for k, n in self.points.counts().items() if n < d.world_size}
+        if few:
+            k, n = next(iter(few.items()))
+            raise ConfigError(f"{src}: sampling: {d.world_size} processes but only {n} "
+                              f"{k} points; every process needs at least one point of every "
+                              "set (use fewer processes or more points)")
+        if self.config.weighting.causal:
+            raise ConfigError(f"{src}: weighting.causal: not available with several "
+                              f"processes (world size {d.world_size}); run it in one")
+
+    # ----------------------------------------------------------------- data parallel -------
+
+    def _draw_points(self) -> TrainingPoints:
+        """Draw the point sets (this process's own set in weak scaling) and share them."""
+        pts = sample_points(self.problem, self.config.sampling, self.generator, self.dtype,
+                            self.device)
+        return self._share_points(pts)
+
+    def _share_points(self, pts: TrainingPoints, interior_only: bool = False
+                      ) -> TrainingPoints:
+        """The global point sets, equal on every process: weak scaling concatenates the
+        processes' own sets in rank order, strong scaling takes rank 0's
+        (``interior_only``: only the interior set is new; the conditions stay as they are)."""
+        d = self.dist
+        if not d.active:
+            return pts
+        if d.scaling == "weak":
+            def cat(t: Tensor | None) -> Tensor | None:
+                return None if t is None else d.all_gather_cat(t, "point exchange")
+            conds = self.points.conditions if interior_only else [
+                ConditionPoints(cat(c.points), cat(c.normals)) for c in pts.conditions]
+            return TrainingPoints(cat(pts.interior), conds)  # type: ignore[arg-type]
+        tensors = [pts.interior] if interior_only else [
+            pts.interior, *(t for c in pts.conditions for t in (c.points, c.normals)
+                            if t is not None)]
+        for t in tensors:
+            d.broadcast_(t, what="point broadcast")
+        return pts
+
+    def _local_points(self) -> TrainingPoints:
+        """This process's shard of the point sets (all of them in a one-process run)."""
+        d = self.dist
+        if not d.active:
+            return self.points
+        return TrainingPoints(d.shard(self.points.interior),  # type: ignore[arg-type]
+                              [ConditionPoints(d.shard(c.points), d.shard(c.normals))
+                               for c in self.points.conditions])
+
+    def _mean(self, sq: Tensor, n_global: int) -> Tensor:
+        """``mean(sq)`` over the global set of ``n_global`` rows; with several processes this
+        process's part ``sum(shard) / (n_global * fields)`` (the parts add up to the mean)."""
+        if not self.dist.active:
+            return sq.mean()
+        return sq.sum() / (n_global * (sq.numel() // max(sq.shape[0], 1) if sq.dim() else 1))
+
+    def _reduce(self, terms: dict[str, Tensor], grads: list[Tensor] | None = None,
+                what: str = "loss all-reduce") -> dict[str, Tensor]:
+        """Sum the term values (and, in place, ``grads``) over processes (one all-reduce)."""
+        names = list(terms)
+        vals = torch.stack([terms[k].detach().reshape(()) for k in names])
+        out = self.dist.all_reduce_flat([vals, *(grads or [])], what)
+        for g, new in zip(grads or [], out[1:], strict=True):
+            g.copy_(new)
+        return {k: out[0][i] for i, k in enumerate(names)}
+
+    def _sync_model(self) -> None:
+        """Overwrite every process's model state with rank 0's."""
+        if self.dist.active:
+            for t in self.model.state_dict().values():
+                if isinstance(t, Tensor):
+                    self.dist.broadcast_(t, what="model broadcast")
+
+    def _refine(self) -> TrainingPoints:
+        """One adaptive event with the same outcome on every process."""
+        s, w, d = self.config.sampling, self.weights.weights, self.dist
+        if not d.active:
+            return refine(s.adaptive, self.points, self.problem, s, self.generator,
+                          self._residuals, w)
+        if d.scaling == "weak":  # each process refines its own set
+            local = self._local_points()
+            new = refine(s.adaptive, local, self.problem, s, self.generator,
+                         self._residuals, w)
+            if d.any(new is local, self.device, "adaptive sampling"):
+                return self.points  # some process met non-finite residuals: keep all sets
+            return self._share_points(new, interior_only=True)
+
+        def magnitude(cand: Tensor) -> Tensor:  # candidates split, residuals gathered
+            part = residual_magnitude(self._residuals, d.shard(cand), w)  # type: ignore[arg-type]
+            return d.all_gather_cat(part, "adaptive sampling")
+
+        new = refine(s.adaptive, self.points, self.problem, s, self.generator,
+                     self._residuals, w, magnitude=magnitude)
+        return new if new is self.points else self._share_points(new, interior_only=True)
+
+    def _distributed_state(self) -> dict:
+        """What a checkpoint records about the processes (collective in weak scaling)."""
+        d = self.dist
+        if not d.active:
+            return {}
+        info: dict = {"world_size": d.world_size, "scaling": d.scaling}
+        if d.scaling == "weak":
+            info["generators"] = d.all_gather_object(self.generator.get_state(),
+                                                     "checkpoint")
+        return {"distributed": info}
+
+    def _load_distributed(self, data: dict) -> None:
+        info = data.get("distributed") or {"world_size": 1, "scaling": "strong"}
+        d = self.dist
+        if d.scaling != "weak" or (d.world_size == 1 and info["world_size"] == 1):
+            return  # strong scaling: the global sets and their generator do not depend on W
+        if info["world_size"] != d.world_size:
+            raise ConfigError(f"resume: {data.get('path', 'checkpoint')} was written by "
+                              f"{info['world_size']} process(es) with weak scaling; resume it "
+                              f"with the same number, not {d.world_size} (each process owns "
+                              "its own points)")
+        self.generator.set_state(info["generators"][d.rank])
+
+    def _clock(self, st: StageConfig) -> tuple[float, float]:
+        """Stage and run wall times, rank 0's on every process when a time cap applies."""
+        times = (self.stage_elapsed(), self.elapsed())
+        if self.dist.active and (st.max_time_s is not None
+                                 or self.config.max_time_s is not None):
+            times = self.dist.broadcast_object(times, what="time check")
+        return times
+
     # ----------------------------------------------------------------- loss ----------------
 
     def params(self) -> list[nn.Parameter]:
@@ -131,7 +272,8 @@ class Trainer:
     def terms(self) -> dict[str, Tensor]:
         """``{term: mean squared residual}`` (residual terms causally weighted if asked)."""
         unk = self.unknowns or None
-        x = self.points.interior
+        pts = self._local_points()
+        x = pts.interior
         res = self.problem.residual_values(self.model, x, engine=self.config.engine,
                                            unknowns=unk)
         w = self.config.weighting
@@ -142,11 +284,21 @@ class Trainer:
                                      w.causal_bins, self.weights.weights, w.causal_eps)
             self.causal_min = float(cw.min())
         else:
-            terms = {k: r.square().mean() for k, r in res.items()}
+            n = self.points.interior.shape[0]
+            terms = {k: self._mean(r.square(), n) for k, r in res.items()}
         for i, cond in enumerate(self.problem.conditions):
-            r = self.problem.condition_values(cond, self.model, self.points.conditions[i],
+            r = self.problem.condition_values(cond, self.model, pts.conditions[i],
                                               engine=self.config.engine, unknowns=unk)
-            terms[self.cond_names[i]] = r.square().mean()
+            n = self.points.conditions[i].points.shape[0]
+            terms[self.cond_names[i]] = self._mean(r.square(), n)
+        reg = self.config.regularization
+        if reg.active:
+            from kanpde.interpret.regularization import sparsity_penalty
+
+            # not a mean of pointwise terms: every process takes 1/W of the global value
+            terms["regularization"] = sparsity_penalty(
+                network(self.model), self.points.interior, reg.l1,
+                reg.entropy) / self.dist.world_size
         return terms
 
     def _evaluate(self) -> tuple[Tensor, dict]:
@@ -157,25 +309,38 @@ class Trainer:
         """
         for p in self.params():
             p.grad = None
+        failed = ""
         try:
             terms = self.terms()
         except RuntimeError as err:
             # KAN layers fed non-finite activations fail in the spline interval index
             # ("index ... is out of bounds") instead of returning NaN
-            if "out of bounds" in str(err):
+            if "out of bounds" not in str(err):
+                raise
+            if not self.dist.active:
                 raise NonFiniteError(str(err)) from err
-            raise
+            failed = str(err)
+        if self.dist.active and self.dist.any(bool(failed), self.device, "loss evaluation"):
+            raise NonFiniteError(failed or "non-finite values in another process")
         if self._gradnorm_now:
             self._gradnorm_now = False
             self.weights.update_gradnorm(terms, list(self.model.parameters()))
+            if self.dist.active:
+                self.weights.weights = self.dist.broadcast_object(self.weights.weights)
         loss = self.weights.total(terms)
         loss.backward()
+        if self.dist.active:  # global loss and gradient: sums of the processes' parts
+            terms = self._reduce(terms, [p.grad for p in self.params() if p.grad is not None],
+                                 "gradient all-reduce")
+            loss = self.weights.total(terms)
         return loss.detach(), {k: float(v.detach()) for k, v in terms.items()}
 
     def loss_value(self) -> tuple[float, dict[str, float]]:
         """Loss and terms at the current parameters, without gradients."""
         with torch.no_grad():
             terms = self.terms()
+            if self.dist.active:
+                terms = self._reduce(terms)
             return float(self.weights.total(terms)), {k: float(v) for k, v in terms.items()}
 
     def _residuals(self, x: Tensor) -> dict[str, Tensor]:
@@ -208,13 +373,16 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints ---------
 
     def save(self) -> None:
-        """Write the checkpoint (no-op without ``out_dir``)."""
+        """Write the checkpoint (no-op without ``out_dir``; only rank 0 writes)."""
         if self.out_dir is not None:
-            ckpt.save_checkpoint(self.out_dir, ckpt.payload(self))
+            extra = self._distributed_state()
+            if self.dist.is_main:
+                ckpt.save_checkpoint(self.out_dir, {**ckpt.payload(self), **extra})
 
     def load(self, data: dict) -> None:
         """Continue from a checkpoint (already checked for compatibility)."""
         ckpt.load_state(self, data)
+        self._load_distributed(data)
 
     # ----------------------------------------------------------------- loop ----------------
 
@@ -224,7 +392,8 @@ class Trainer:
 
         total = sum(s.steps for s in self.config.stages)
         self.bar = tqdm(total=total, initial=self.global_step, file=sys.stderr,
-                        disable=not self.progress, dynamic_ncols=True, desc=self.config.name)
+                        disable=not (self.progress and self.dist.is_main),
+                        dynamic_ncols=True, desc=self.config.name)
         try:
             if self.global_step == 0 and not self.eval_history:
                 self.record_eval()
@@ -236,6 +405,10 @@ class Trainer:
             self._dirty = False
             self.status = "interrupted"
             self.save()
+        except DistributedError as err:
+            where = ("no checkpoint is written" if self.out_dir is None else
+                     f"the last checkpoint {ckpt.checkpoint_path(self.out_dir)} is intact")
+            raise DistributedError(f"{err}; {where}") from err
         finally:
             self.bar.close()
 
@@ -249,7 +422,9 @@ class Trainer:
             if kind == "extend":
                 net.extend_grid(st.grid_extend)
             else:
+                # the global interior set (equal on every process), then rank 0's knots
                 net.update_grid(self.points.interior.detach(), grid_eps=st.grid_eps)
+                self._sync_model()
             after = self.loss_value()[0]
             self.grid_events.append({
                 "stage": self.stage, "step": self.global_step, "event": kind,
@@ -266,15 +441,16 @@ class Trainer:
             self.stage_elapsed_before = 0.0
             self._new_optimizer()
             self._dirty = False
+            self.dist.check_in_sync(self.params(), f"start of stage {self.stage}")
         self._stage_t0 = time.perf_counter()
         self._good = None
         stopped, converged_at = "budget", None
         while self.step_in_stage < st.steps:
-            stage_time = self.stage_elapsed()
+            stage_time, run_time = self._clock(st)
             if st.max_time_s is not None and stage_time >= st.max_time_s:
                 stopped = "max_time"
                 break
-            if self.config.max_time_s is not None and self.elapsed() >= self.config.max_time_s:
+            if self.config.max_time_s is not None and run_time >= self.config.max_time_s:
                 stopped = self.status = "max_time"
                 break
             stopped = self._iteration(st)
@@ -379,12 +555,10 @@ class Trainer:
             self.record_eval()
         changed = False
         if s.resample_every and g % s.resample_every == 0:
-            self.points = sample_points(self.problem, s, self.generator, self.dtype,
-                                        self.device)
+            self.points = self._draw_points()
             changed = True
         if s.adaptive != "none" and g % s.adaptive_every == 0:
-            self.points = refine(s.adaptive, self.points, self.problem, s, self.generator,
-                                 self._residuals, self.weights.weights)
+            self.points = self._refine()
             changed = True
         if changed:
             self.prev_loss = None
@@ -416,9 +590,13 @@ class Trainer:
             "converged_at": converged_at, "lr": st.lr, "lr_scale": self.lr_scale,
             "grid_size": [layer.grid_size for layer in net.layers]
             if hasattr(net, "layers") else None,
-            "wall_time_s": self.stage_elapsed(),
+            "wall_time_s": self.stage_elapsed(), "elapsed_s": self.elapsed(),
             "final_loss": self.loss_value()[0],
+            "n_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            # the error of the model as this stage leaves it (scaling studies read these)
+            "metrics": self.evaluator(self.model, h1=False),
         })
+        self.dist.check_in_sync(self.params(), f"end of stage {self.stage}")
         if self.status in ("diverged", "max_time"):
             self.save()
             return

@@ -29,7 +29,7 @@ becomes ``mean_j w_j mean_{bin j}(r^2)`` over the non-empty bins.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +61,8 @@ class LossWeights:
                 self.weights[t] = float(given[t]) if t in given else \
                     base * float(given.get(group, 1.0))
         self.updates = 0
+        #: sums gradients over processes in data-parallel runs (``None``: one process)
+        self.reduce: Callable[[list[Tensor]], list[Tensor]] | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -79,17 +81,20 @@ class LossWeights:
         """One annealing update from the term losses (their graphs are kept)."""
         params = [p for p in params if p.requires_grad]
         res = sum(self.weights[t] * terms[t] for t in self.residual_names)
-        g_res = _grads(res, params)
+        g_res = self._reduced(_grads(res, params))
         top = max(float(g.abs().max()) for g in g_res) if g_res else 0.0
         a = self.config.alpha
         for c in self.condition_names:
-            g_c = _grads(terms[c], params)
+            g_c = self._reduced(_grads(terms[c], params))
             numel = sum(g.numel() for g in g_c)
             mean = sum(float(g.abs().sum()) for g in g_c) / max(numel, 1)
             if mean > 0.0 and top > 0.0:
                 lam_hat = top / mean
                 self.weights[c] = a * self.weights[c] + (1.0 - a) * lam_hat
         self.updates += 1
+
+    def _reduced(self, grads: list[Tensor]) -> list[Tensor]:
+        return grads if self.reduce is None else self.reduce(grads)
 
     def state_dict(self) -> dict:
         return {"weights": dict(self.weights), "updates": self.updates}

@@ -1,0 +1,19 @@
+"""Interpretability of trained KANs: importance, sparsity, pruning, symbolic edges, formulas.
+
+* :mod:`~kanpde.interpret.importance`: edge and node importance scores;
+* :mod:`~kanpde.interpret.regularization`: the sparsity penalty (L1 + entropy);
+* :mod:`~kanpde.interpret.prune`: edge masking, node removal, parameter counts;
+* :mod:`~kanpde.interpret.symbolic`: fitting edges to a library of primitives;
+* :mod:`~kanpde.interpret.refit`: the problem's loss and short L-BFGS/Adam loops;
+* :mod:`~kanpde.interpret.formula`: the composed closed-form expression (SymPy);
+* :mod:`~kanpde.interpret.draw`: the network figure and per-layer edge plots;
+* :mod:`~kanpde.interpret.explain`: the ``kanpde explain`` workflow on a run directory.
+"""
+
+from kanpde.interpret.importance import Importance, importance
+from kanpde.interpret.prune import count_parameters, prune
+from kanpde.interpret.regularization import sparsity_penalty
+from kanpde.interpret.symbolic import EdgeFit, auto_symbolic, fit_edge
+
+__all__ = ["Importance", "importance", "count_parameters", "prune", "sparsity_penalty",
+           "EdgeFit", "auto_symbolic", "fit_edge"]

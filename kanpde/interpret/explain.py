@@ -1,0 +1,315 @@
+"""``kanpde explain DIR``: importance, figures, pruning and symbolic formula of a KAN run.
+
+Steps (each reported in ``OUT/explain.json``, ``OUT`` defaulting to the run directory):
+
+1. rebuild the trained KAN from ``DIR/result.h5`` (float64) and the problem file;
+2. importance of every edge and node on the problem's evaluation points; figures
+   ``explain_network.png`` and ``explain_layer{l}.png``;
+3. with ``prune``: mask edges and remove hidden nodes whose normalised score is below the
+   threshold, fine-tune with L-BFGS on the problem's loss, report parameters and errors
+   before and after (figures ``pruned_*.png``);
+4. with ``symbolic``: a structure search. For each hypothesis on the first layer (its
+   edges fixed to their best fits with ``R^2 >= r2``; to their best fits whatever the
+   ``R^2``; all to ``x``; all to each primitive that is some edge's best fit) a copy of the
+   model is carried layer by layer: fix the layer, retrain every remaining parameter
+   (spline edges and symbolic constants) with L-BFGS in float64 on the problem's loss, fit
+   the next layer (``R^2 >= r2`` rule) on its retrained inputs. Then the hypotheses whose
+   L-BFGS loss is within ``POLISH_FACTOR`` of the lowest get their symbolic constants
+   polished by Levenberg-Marquardt (:func:`~kanpde.interpret.refit.polish_symbolic`); the
+   others keep their L-BFGS loss (the polish runs to its evaluation cap when nothing becomes
+   exact, which made it the dominant cost of the search). The hypothesis with the lowest
+   final loss wins (ties near round-off: fewer spline edges, then simpler primitives). Its
+   formula is composed and simplified, its relative L2 error against the reference on the
+   evaluation points reported, and ``formula.txt`` written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kanpde.interpret.draw import save_figures
+from kanpde.interpret.formula import kan_formula, simplify_formula
+from kanpde.interpret.importance import importance
+from kanpde.interpret.prune import count_parameters, prune
+from kanpde.interpret.refit import (
+    ProblemLoss,
+    l2_error,
+    lbfgs,
+    polish_symbolic,
+    to_float64,
+)
+from kanpde.interpret.symbolic import auto_symbolic
+from kanpde.nn.kan import KAN
+from kanpde.nn.symbolic import PRIMITIVES
+from kanpde.training.model import network
+
+FINISHED = ("ok", "max_time")
+MAX_SAMPLES = 4096
+POLISH_FACTOR = 10.0
+"""Hypotheses whose L-BFGS loss is within this factor of the lowest are polished."""
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What ``explain`` does beyond importance and figures.
+
+    Attributes:
+        prune: normalised-score threshold for pruning (``None``: no pruning).
+        symbolic: fit edges symbolically and write the formula.
+        fine_tune_steps: L-BFGS iterations after pruning.
+        refit_steps: L-BFGS iterations refitting the constants after symbolic fixing.
+        r2: edges whose best fit has a lower ``R^2`` stay splines.
+        method: importance score, ``"l1"`` or ``"std"``.
+        library: primitive names (``None``: the whole library).
+        engine: derivative engine of the fine-tuning and refit (``None``: the run's).
+    """
+
+    prune: float | None = None
+    symbolic: bool = False
+    fine_tune_steps: int = 50
+    refit_steps: int = 300
+    r2: float = 0.999
+    method: str = "l1"
+    library: Sequence[str] | None = None
+    engine: str | None = None
+
+
+def load_kan_run(run_dir: str | Path):
+    """``(result, problem, model, config)`` of a finished KAN run, the model in float64.
+
+    Raises:
+        FileNotFoundError: no run there, or its problem file is gone.
+        ValueError: an MLP run, or a run that did not finish.
+    """
+    from kanpde.config import config_from_dict
+    from kanpde.problem import load_problem
+    from kanpde.results import load_result, load_summary, model_state_to_torch
+    from kanpde.train import build_model_from_spec
+
+    run = Path(run_dir)
+    summary = load_summary(run)
+    status = summary.get("status")
+    if status not in FINISHED:
+        raise ValueError(f"run {run}: status {status!r}; explain needs a finished run "
+                         f"(status {' or '.join(map(repr, FINISHED))})")
+    if summary.get("model") != "kan":
+        raise ValueError(f"run {run}: explain needs a KAN run, this one is "
+                         f"{summary.get('model')!r}")
+    result = load_result(run)
+    path = Path(result.problem_path) if result.problem_path else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"run {run}: its problem file '{result.problem_path}' is not "
+                                "there any more")
+    problem = load_problem(path)
+    model = build_model_from_spec(result.model_spec, problem)
+    model.load_state_dict(model_state_to_torch(result))
+    to_float64(model)
+    if not isinstance(network(model), KAN):
+        raise ValueError(f"run {run}: explain needs a KAN run")
+    config = config_from_dict(result.config, source=str(run / "result.h5"))
+    return result, problem, model, config
+
+
+def _samples(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[0] <= MAX_SAMPLES:
+        return x
+    idx = torch.linspace(0, x.shape[0] - 1, MAX_SAMPLES).round().long()
+    return x[idx]
+
+
+def _edge_table(net: KAN, imp) -> list[dict[str, Any]]:
+    norm = imp.edges_normalized
+    return [{"layer": l_, "i": i, "j": j, "kind": layer.edge_kind(i, j),
+             "score": float(imp.edges[l_][i, j]), "score_normalized": float(norm[l_][i, j])}
+            for l_, layer in enumerate(net.layers)
+            for i in range(layer.n_in) for j in range(layer.n_out)]
+
+
+def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
+                out_dir: str | Path | None = None,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the workflow of the module docstring; returns what ``explain.json`` holds."""
+    result, problem, model, config = load_kan_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    coords, fields = tuple(problem.coords), tuple(problem.fields)
+    x_eval = problem.evaluation_points(dtype=torch.float64)
+    x = _samples(x_eval)
+    net = network(model)
+    imp = importance(net, x, options.method)
+    figures = save_figures(net, x, imp, out, "explain", coords, fields)
+    l2 = l2_error(model, problem)
+    params = count_parameters(model)
+    log(f"{problem.name}: KAN {net.widths}, {params} parameters, l2_rel {l2:.3e}")
+    report: dict[str, Any] = {
+        "run": str(run_dir), "problem": problem.name, "widths": list(net.widths),
+        "n_params": params, "l2_rel": l2, "importance": imp.to_dict(),
+        "edges": _edge_table(net, imp)}
+    summary = result.summary
+    unknowns = {k: v["value"] for k, v in (summary.get("unknowns") or {}).items()}
+    loss = ProblemLoss(problem, config, weights=summary.get("weights"), unknowns=unknowns,
+                       engine=options.engine)
+    if options.prune is not None:
+        model, rep = prune(model, x, options.prune, options.method)
+        before = l2_error(model, problem)
+        history = lbfgs(model, loss, options.fine_tune_steps)
+        after = l2_error(model, problem)
+        net = network(model)
+        imp = importance(net, x, options.method)
+        figures += save_figures(net, x, imp, out, "pruned", coords, fields)
+        report["prune"] = {**rep.to_dict(), "l2_rel_before": l2, "l2_rel_pruned": before,
+                           "l2_rel_fine_tuned": after, "fine_tune_steps": len(history) - 1,
+                           "loss_fine_tuned": history[-1], "edges": _edge_table(net, imp)}
+        log(f"pruned (threshold {options.prune:g}): widths {rep.widths_before} -> "
+            f"{rep.widths_after}, {len(rep.edges_masked)} edges masked, parameters "
+            f"{rep.params_before} -> {rep.params_after}; l2_rel {l2:.3e} -> {before:.3e} "
+            f"(pruned) -> {after:.3e} (after {len(history) - 1} L-BFGS evaluations)")
+    if options.symbolic:
+        report["symbolic"] = _symbolic(model, problem, loss, x, x_eval, options, out, log)
+    report["figures"] = [str(p) for p in figures]
+    (out / "explain.json").write_text(json.dumps(report, indent=2) + "\n")
+    log(f"wrote {out / 'explain.json'} and {len(figures)} figures")
+    return report
+
+
+def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
+                ) -> tuple[list[dict[str, Any]], float]:
+    """Fix the layers one after the other, retraining the rest after each (in place).
+
+    Layer 0 is fixed edge by edge to its best fit with ``R^2 >= options.r2`` when ``first``
+    is ``None``, to its best fit whatever its ``R^2`` when ``first`` is ``"best"``, else
+    every spline edge of it to the primitive ``first`` whatever its ``R^2``; later layers
+    always by the ``R^2`` rule. After each layer all remaining parameters (spline edges and
+    symbolic constants) are refitted by L-BFGS on the problem's loss (``options.refit_steps``
+    iterations).
+
+    Returns:
+        The edge records of :func:`auto_symbolic` and the loss after the last L-BFGS.
+    """
+    net = network(model)
+    records: list[dict[str, Any]] = []
+    history = [math.nan]
+    for l_ in range(len(net.layers)):
+        if l_ == 0 and first is not None:
+            lib = options.library if first == "best" else [first]
+            records += auto_symbolic(net, x, -math.inf, lib, layers=[0])
+        else:
+            records += auto_symbolic(net, x, options.r2, options.library, layers=[l_])
+        history = lbfgs(model, loss, options.refit_steps)
+    return records, history[-1]
+
+
+def _layer0_hypotheses(model, x, options: ExplainOptions) -> list[str | None]:
+    """The layer-0 hypotheses of :func:`_fix_layers`: ``None`` (best fits with
+    ``R^2 >= r2``), ``"best"`` (every best fit) and, for ``"x"`` and every primitive that is
+    the best fit of some layer-0 edge, "all of layer 0 is that primitive". Duplicates are
+    left out: ``"best"`` when every best fit already has ``R^2 >= r2``, "all ``f``" when
+    ``f`` is the best fit of every edge."""
+    net = copy.deepcopy(network(model))
+    chosen = [r["chosen"] for r in auto_symbolic(net, x, math.inf, options.library,
+                                                 layers=[0]) if r["kind"] == "spline"]
+    names = {c["name"] for c in chosen if c}
+    out: list[str | None] = [None]
+    if not all(c and c["r2"] >= options.r2 for c in chosen):
+        out.append("best")
+    same = names.copy() if len(names) == 1 and all(chosen) else set()
+    lib = options.library if options.library is not None else list(PRIMITIVES)
+    if "x" in lib:
+        names.add("x")
+    names -= same | {"0"}  # "all f" with f every edge's best fit is "every best fit"
+    return [*out, *sorted(names, key=lambda n: list(PRIMITIVES).index(n))]
+
+
+def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Path,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Structure search, then the formula.
+
+    Each hypothesis of :func:`_layer0_hypotheses` is carried through :func:`_fix_layers` on
+    a copy of the model; those within ``POLISH_FACTOR`` of the lowest L-BFGS loss are
+    polished by :func:`~kanpde.interpret.refit.polish_symbolic`; the winner has the lowest
+    final loss, ties (within ``1e-20`` of the
+    starting loss) going to fewer spline edges, then to simpler primitives.
+    """
+    start = float(loss(model).detach())
+    trials = []
+    for first in _layer0_hypotheses(model, x, options):
+        trial = copy.deepcopy(model)
+        records, lbfgs_loss = _fix_layers(trial, x, loss, first, options)
+        label = {None: "per-edge best fits", "best": "every best fit"}.get(
+            first, f"all {first}")
+        trials.append({"trial": trial, "records": records, "lbfgs": lbfgs_loss,
+                       "final": lbfgs_loss, "label": label, "polished": False})
+        log(f"  layer 0 as {label}: L-BFGS loss {lbfgs_loss:.3e}")
+    finite = [t["lbfgs"] for t in trials if math.isfinite(t["lbfgs"])]
+    lead = min(finite) if finite else math.inf
+    for t in trials:  # Levenberg-Marquardt only on the leaders after L-BFGS
+        if options.refit_steps > 0 and math.isfinite(t["lbfgs"]) and \
+                t["lbfgs"] <= POLISH_FACTOR * lead:
+            t["final"] = polish_symbolic(t["trial"], loss,
+                                         max_nfev=min(30, options.refit_steps))[1]
+            t["polished"] = True
+    tried, best = [], None
+    for t in trials:
+        records, final, label = t["records"], t["final"], t["label"]
+        n_spline = sum(r["kind"] == "spline" for r in records)
+        cost = sum(PRIMITIVES[r["kind"]].complexity if r["kind"] in PRIMITIVES else 4
+                   for r in records)
+        l2 = l2_error(t["trial"], problem)
+        tried.append({"layer0": label, "loss_lbfgs": t["lbfgs"], "loss": final,
+                      "polished": t["polished"], "l2_rel": l2, "spline_edges": n_spline})
+        log(f"  layer 0 as {label}: loss {t['lbfgs']:.3e} (L-BFGS) -> {final:.3e}"
+            f"{' (Levenberg-Marquardt)' if t['polished'] else ' (not polished)'}, "
+            f"l2_rel {l2:.3e}, {n_spline} spline edges")
+        key = (max(final, 1e-20 * start) if math.isfinite(final) else math.inf,
+               n_spline, cost)
+        if best is None or key < best[0]:
+            best = (key, t["trial"], records, t["lbfgs"], final, l2, label)
+    assert best is not None
+    _, trial, records, lbfgs_loss, final, refit_l2, label = best
+    model.load_state_dict(trial.state_dict())
+    for r in records:
+        chosen = r["chosen"]
+        fit = "no valid fit" if chosen is None else (
+            f"{chosen['name']} R2={chosen['r2']:.8f} a,b,c,d=" +
+            ",".join(f"{v:.4g}" for v in chosen["params"]))
+        log(f"  edge layer {r['layer']} ({r['i']}->{r['j']}): {r['kind']:<8} [{fit}]")
+    splines = [f"layer {r['layer']} ({r['i']}->{r['j']})" for r in records
+               if r["kind"] == "spline"]
+    rec: dict[str, Any] = {"edges": records, "hypotheses": tried, "chosen": label,
+                           "loss_start": start, "loss_lbfgs": lbfgs_loss,
+                           "loss_refit": final, "l2_rel_refit": refit_l2,
+                           "spline_edges": splines}
+    log(f"symbolic: layer 0 as {label}; loss {start:.3e} -> {lbfgs_loss:.3e} (L-BFGS after "
+        f"each layer) -> {final:.3e} (Levenberg-Marquardt on the symbolic constants); "
+        f"l2_rel {refit_l2:.3e}")
+    try:
+        formula = kan_formula(model, problem.coords)
+    except ValueError as err:
+        rec["formula_error"] = str(err)
+        log(f"no formula: {err}")
+        return rec
+    points = x_eval.cpu().numpy()
+    reference = problem.solution(x_eval).detach().cpu().numpy()
+    simple, err, raw = simplify_formula(formula, points, reference)
+    text = [f"{f} = {e}" for f, e in zip(problem.fields, simple.outputs, strict=True)]
+    rec.update({"formula": text, "formula_raw": [str(e) for e in formula.outputs],
+                "formula_l2_rel": err, "formula_raw_l2_rel": raw})
+    lines = [f"# closed form of the KAN trained on {problem.name}", *text, "",
+             f"relative L2 error against the reference on {points.shape[0]} evaluation "
+             f"points: {err:.3e} (unrounded constants: {raw:.3e})",
+             "edges still splines (phi_l_i_j): " + (", ".join(splines) or "none")]
+    (out / "formula.txt").write_text("\n".join(lines) + "\n")
+    for line in text:
+        log(line)
+    log(f"formula l2_rel {err:.3e}; spline edges: {', '.join(splines) or 'none'}; "
+        f"wrote {out / 'formula.txt'}")
+    return rec
+

@@ -1,0 +1,422 @@
+"""Interpretability of KANs: symbolic edges (jets, gradients, fits), pruning, the sparsity
+penalty, the composed formula, the recovery machinery and the ``explain`` command."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+from torch import nn
+
+from kanpde import KAN, autograd_jet, compute_jet, load_problem, spline
+from kanpde.config import ConfigError, config_from_dict
+from kanpde.interpret.formula import kan_formula, simplify_formula
+from kanpde.interpret.importance import importance
+from kanpde.interpret.prune import count_parameters, prune
+from kanpde.interpret.refit import ProblemLoss, l2_error, lbfgs, polish_symbolic
+from kanpde.interpret.regularization import sparsity_penalty
+from kanpde.interpret.symbolic import auto_symbolic, choose, fit_edge
+from kanpde.nn.embed import AffineMap
+from kanpde.nn.symbolic import PRIMITIVES, primitive
+
+ROOT = Path(__file__).resolve().parents[1]
+SINSIN = ROOT / "problems" / "poisson2d_sinsin.py"
+F64 = torch.float64
+
+#: per primitive, (a, b, c, d) keeping a x + b inside its domain for x in [-1, 1]
+SAFE = {"1/x": (0.5, 2.0, 0.7, 0.1), "sqrt": (0.5, 1.5, 0.7, 0.1), "log": (0.5, 1.5, 0.7, 0.1)}
+
+
+def _points(n: int, d: int = 2, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, d, generator=gen, dtype=F64) * 2 - 1
+
+
+def _channels() -> torch.Tensor:
+    return torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.5], [0.5, 0.0]],
+                         [[1.0, 0.0], [0.0, 0.0]]], dtype=F64)
+
+
+def _mixed_kan(names=("sin", "x^2"), seed: int = 0) -> KAN:
+    """[2, 3, 1]: some symbolic edges, a pruned edge, the rest splines."""
+    net = KAN([2, 3, 1], grid_size=4, seed=seed)
+    net.layers[0].set_symbolic(0, 1, names[0], (1.3, 0.2, 0.7, -0.1))
+    net.layers[0].set_symbolic(1, 2, names[1], SAFE.get(names[1], (0.8, 0.1, 0.5, 0.2)))
+    net.layers[0].mask_edge(1, 0)
+    net.layers[1].set_symbolic(0, 0, "gaussian", (0.5, 0.1, 2.0, 0.3))
+    return net
+
+
+# ------------------------------------------------------------------ symbolic edges ---------
+
+@pytest.mark.parametrize("name", [n for n in PRIMITIVES if n != "abs"])
+def test_symbolic_edge_jet_matches_nested_autograd(name):
+    net = KAN([2, 2, 1], grid_size=3, seed=1)
+    params = SAFE.get(name, (0.9, 0.2, 0.6, -0.3))
+    for i in range(2):
+        net.layers[0].set_symbolic(i, 0, name, params)
+    net.layers[1].set_symbolic(1, 0, "sin", (1.1, 0.3, 0.8, 0.0))
+    x = _points(40)
+    jet, ref = net.jet(x, second=_channels()), autograd_jet(net, x, second=_channels())
+    for part in ("value", "grad", "second"):
+        assert torch.allclose(getattr(jet, part), getattr(ref, part), rtol=0, atol=1e-10), part
+
+
+def test_mixed_model_parameter_gradients_jet_vs_autograd():
+    grads = {}
+    x = _points(30, seed=2)
+    for engine in ("jet", "autograd"):
+        net = _mixed_kan()
+        jet = compute_jet(net, x, _channels(), engine)
+        loss = (jet.value.square().sum() + jet.grad.square().sum()
+                + jet.second.square().sum())
+        params = dict(net.named_parameters())
+        g = torch.autograd.grad(loss, list(params.values()))
+        grads[engine] = dict(zip(params, g, strict=True))
+    assert "layers.0.sym_params" in grads["jet"]
+    for k, g in grads["jet"].items():
+        assert torch.allclose(g, grads["autograd"][k], rtol=1e-10, atol=1e-10), k
+    assert float(grads["jet"]["layers.0.sym_params"].abs().sum()) > 0
+
+
+def test_mixed_model_trains_on_both_engines_and_round_trips_state():
+    problem = load_problem(SINSIN)
+    cfg = config_from_dict({"sampling": {"interior": 64, "boundary": 16}})
+    for engine in ("jet", "autograd"):
+        net = _mixed_kan()
+        loss = ProblemLoss(problem, cfg, engine=engine)
+        hist = lbfgs(net, loss, 5)
+        assert hist[-1] < hist[0]
+    other = KAN([2, 3, 1], grid_size=4, seed=5)
+    other.load_state_dict(net.state_dict())
+    x = _points(20)
+    assert other.layers[0].symbolic == net.layers[0].symbolic
+    assert torch.equal(other(x), net(x))
+
+
+def test_pure_spline_layer_is_unchanged():
+    net = KAN([2, 3, 1], grid_size=4)
+    assert all(layer.pure_spline for layer in net.layers)
+    assert "sym_params" not in " ".join(net.state_dict())
+    assert count_parameters(net) == sum(p.numel() for p in net.parameters())
+
+
+# ------------------------------------------------------------------ fitting ----------------
+
+def test_fit_recovers_known_constants():
+    x = np.linspace(-1.0, 1.0, 301)
+    fits = fit_edge(x, 2.0 * np.sin(3.0 * x + 0.5) - 1.0)
+    best = choose(fits)
+    assert best.name == "sin" and best.r2 > 0.9999
+    assert np.allclose(best.params, (3.0, 0.5, 2.0, -1.0), atol=1e-6)
+    lin = choose(fit_edge(x, 0.7 * x + 0.2))
+    assert lin.name == "x" and np.allclose(lin.params[2:], (0.7, 0.2), atol=1e-12)
+    sq = choose(fit_edge(x, 1.5 * (0.8 * x - 0.3) ** 2 + 0.25))
+    assert sq.name == "x^2" and sq.r2 > 1 - 1e-10
+
+
+def test_singular_entries_are_skipped():
+    x = np.linspace(-1.0, 1.0, 201)
+    y = np.cos(2 * x)
+    fits = fit_edge(x, y, ["1/x", "log", "sqrt", "cos"])
+    for f in fits:
+        a, b = f.params[:2]
+        assert primitive(f.name).valid(a * x + b), f
+    assert choose(fits).name == "cos"
+    # with b < 0 no a keeps a x + b > 0 on [-1, 1]: log is skipped, not a crash
+    assert fit_edge(x, y, ["log", "sqrt"], b_range=(-10.0, -0.5)) == []
+
+
+# ------------------------------------------------------------------ pruning ----------------
+
+def test_pruning_keeps_the_function_when_pruned_parts_are_zero():
+    net = KAN([2, 3, 1], grid_size=4, seed=3)
+    with torch.no_grad():
+        net.layers[1].coef[1] = 0.0  # hidden node 1 sends nothing
+        net.layers[1].base_weight[1] = 0.0
+        net.layers[0].coef[0, :, 2] = 0.0  # edge x -> node 2 is zero
+        net.layers[0].base_weight[0, 2] = 0.0
+    x = _points(200)
+    pruned, rep = prune(net, x, threshold=1e-8)
+    assert rep.widths_after == [2, 2, 1] and rep.nodes_removed == [(1, 1)]
+    assert (0, 0, 2) in rep.edges_masked
+    assert rep.params_after < rep.params_before
+    assert rep.params_after == count_parameters(pruned) == (3 + 2) * (4 + 3 + 2)
+    assert torch.allclose(pruned(x), net(x), rtol=0, atol=1e-14)
+    assert torch.allclose(pruned.jet(x, _channels()).second, net.jet(x, _channels()).second,
+                          rtol=0, atol=1e-12)
+
+
+def test_importance_scores():
+    net = KAN([2, 3, 1], grid_size=4, seed=3)
+    x = _points(100)
+    imp = importance(net, x)
+    phi0 = net.layers[0].edge_values(x)
+    assert torch.allclose(imp.edges[0], phi0.abs().mean(0))
+    assert torch.allclose(imp.incoming[1], imp.edges[0].max(0).values)
+    assert float(imp.edges_normalized[1].max()) == 1.0
+    assert json.dumps(imp.to_dict())
+
+
+# ------------------------------------------------------------------ regularisation ---------
+
+def test_penalty_against_hand_computation():
+    net = KAN([2, 2, 1], grid_size=3)
+    fns = {(0, 0, 0): ("sin", (1.0, 0.5, 2.0, 0.1)), (0, 0, 1): ("x", (1.0, 0.0, -0.5, 0.2)),
+           (0, 1, 0): ("x^2", (1.0, 0.0, 1.5, -0.3)), (0, 1, 1): ("cos", (2.0, 0.0, 1.0, 0.0)),
+           (1, 0, 0): ("tanh", (1.0, 0.0, 1.0, 0.0)), (1, 1, 0): ("exp", (0.3, 0.0, 0.5, 0.0))}
+    for (l_, i, j), (name, p) in fns.items():
+        net.layers[l_].set_symbolic(i, j, name, p)
+    x = _points(50).numpy()
+    np_fn = {"sin": np.sin, "x": lambda z: z, "x^2": np.square, "cos": np.cos,
+             "tanh": np.tanh, "exp": np.exp}
+
+    def phi(key, z):
+        name, (a, b, c, d) = fns[key]
+        return c * np_fn[name](a * z + b) + d
+
+    h1 = np.stack([phi((0, 0, j), x[:, 0]) + phi((0, 1, j), x[:, 1]) for j in range(2)], 1)
+    norms = [np.array([[np.abs(phi((0, i, j), x[:, i])).mean() for j in range(2)]
+                       for i in range(2)]),
+             np.array([[np.abs(phi((1, i, 0), h1[:, i])).mean()] for i in range(2)])]
+
+    def entropy(n):
+        p = n / n.sum()
+        return -(p * np.log(p)).sum()
+
+    expected = 0.3 * sum(n.sum() for n in norms) + 0.7 * sum(entropy(n) for n in norms)
+    got = float(sparsity_penalty(net, torch.from_numpy(x), l1=0.3, entropy=0.7).detach())
+    assert math.isclose(got, expected, rel_tol=1e-12)
+
+
+def test_penalty_gradcheck():
+    net = KAN([2, 2, 1], grid_size=3, seed=4)
+    net.layers[1].set_symbolic(1, 0, "sin", (1.0, 0.2, 0.9, 0.1))
+    x = _points(30)
+
+    class Penalty(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self):
+            return sparsity_penalty(self.net, x, l1=0.2, entropy=0.5)
+
+    pen = Penalty()
+    names = ["net.layers.0.coef", "net.layers.0.base_weight", "net.layers.1.sym_params"]
+    start = [dict(pen.named_parameters())[n].detach().clone().requires_grad_(True)
+             for n in names]
+
+    def f(*tensors):
+        return torch.func.functional_call(pen, dict(zip(names, tensors, strict=True)), ())
+
+    assert torch.autograd.gradcheck(f, tuple(start), eps=1e-6, atol=1e-7)
+
+
+def test_regularization_config_and_training():
+    cfg = config_from_dict({"regularization": {"l1": 1e-3, "entropy": 2e-3}})
+    assert cfg.regularization.active and cfg.regularization.entropy == 2e-3
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert not config_from_dict({}).regularization.active
+    with pytest.raises(ConfigError, match=r"regularization.l1: must be >= 0"):
+        config_from_dict({"regularization": {"l1": -1.0}})
+    with pytest.raises(ConfigError, match=r"regularization.lambda: unknown key"):
+        config_from_dict({"regularization": {"lambda": 1.0}})
+    with pytest.raises(ConfigError, match=r"regularization: .*MLP"):
+        config_from_dict({"model": {"kind": "mlp"}, "regularization": {"l1": 1e-3}})
+    from kanpde.train import solve
+
+    result = solve(load_problem(SINSIN), {
+        "model": {"widths": [2], "grid_size": 3}, "sampling": {"interior": 32, "boundary": 8},
+        "regularization": {"l1": 1e-2, "entropy": 1e-2},
+        "stages": [{"optimizer": "adam", "steps": 3, "lr": 0.01}],
+        "checkpoint": {"every": 0}}, progress=False)
+    reg = result.history["loss/regularization"]
+    assert reg.shape == (3,) and np.all(reg > 0)
+
+
+# ------------------------------------------------------------------ formula ----------------
+
+def test_formula_of_all_symbolic_kan_matches_forward():
+    emb = AffineMap([0.0, -2.0], [1.0, 2.0], (-1.0, 1.0))
+    net = KAN([2, 2, 2], grid_size=3, embedding=emb)
+    names = iter(["sin", "x^2", "exp", "gaussian", "tanh", "cos", "x^3", "1/x"])
+    for layer in net.layers:
+        for i in range(2):
+            for j in range(2):
+                name = next(names)
+                layer.set_symbolic(i, j, name, SAFE.get(name, (0.7, 0.1, 1.3, -0.2)))
+    if True:  # 1/x on layer-1 input 1 needs it away from 0: shift it
+        net.layers[1].set_symbolic(1, 1, "1/x", (0.1, 3.0, 0.7, 0.1))
+    formula = kan_formula(net, ("x", "y"))
+    assert formula.splines == []
+    x = torch.rand(300, 2, generator=torch.Generator().manual_seed(7), dtype=F64)
+    x[:, 1] = 4 * x[:, 1] - 2
+    vals = formula.evaluate(x.numpy())
+    assert np.allclose(vals, net(x).detach().numpy(), rtol=0, atol=1e-12)
+
+
+def test_formula_keeps_spline_edges_as_functions():
+    net = _mixed_kan()
+    formula = kan_formula(net, ("x", "y"))
+    assert "phi_0_0_0" in formula.splines and "phi_0_1_0" not in formula.splines
+    x = _points(100)
+    assert np.allclose(formula.evaluate(x.numpy()), net(x).detach().numpy(), atol=1e-12)
+
+
+# ------------------------------------------------------------------ recovery machinery -----
+
+def _perturbed_sinsin_kan() -> KAN:
+    """[2, 2, 1] KAN whose spline edges approximate 0.5 cos(pi(x - y)) - 0.5 cos(pi(x + y))
+    (layer 0: x, -y and x, y, slightly perturbed; layer 1: cos)."""
+    net = KAN([2, 2, 1], grid_size=8, embedding=AffineMap([-1.0, -1.0], [1.0, 1.0]))
+    targets = [lambda h: torch.stack([1.001 * h[:, 0], 0.999 * h[:, 0]], 1),
+               lambda h: torch.stack([-h[:, 1] + 1e-3, h[:, 1]], 1)]
+    with torch.no_grad():
+        l0, l1 = net.layers
+        s = torch.linspace(-1, 1, 200, dtype=F64)[:, None].expand(200, 2)
+        y0 = torch.stack([targets[0](s), targets[1](s)], 1)  # (S, 2, 2)
+        l0.coef.copy_(spline.fit_coefficients(s, y0, l0.knots, 3, True))
+        knots = spline.uniform_knots(torch.full((2,), -2.2, dtype=F64),
+                                     torch.full((2,), 2.2, dtype=F64), 8, 3)
+        l1.knots = knots
+        h = torch.linspace(-2.2, 2.2, 400, dtype=F64)[:, None].expand(400, 2)
+        y1 = torch.stack([0.5 * torch.cos(math.pi * h[:, 0]),
+                          -0.5 * torch.cos(math.pi * h[:, 1])], 1)[..., None] * 1.002
+        l1.coef.copy_(spline.fit_coefficients(h, y1, knots, 3, True))
+        for layer in (l0, l1):
+            layer.base_weight.zero_()
+            layer.spline_scale.fill_(1.0)
+    return net
+
+
+def test_recovery_machinery_reaches_round_off():
+    problem = load_problem(SINSIN)
+    net = _perturbed_sinsin_kan()
+    assert 1e-5 < l2_error(net, problem) < 1e-1
+    x = problem.evaluation_points()[::7]
+    records = auto_symbolic(net, x, r2_threshold=0.99)
+    kinds = {(r["layer"], r["i"], r["j"]): r["kind"] for r in records}
+    assert all(kinds[(0, i, j)] == "x" for i in range(2) for j in range(2))
+    assert all(kinds[(1, i, 0)] in ("cos", "sin") for i in range(2))
+    cfg = config_from_dict({"sampling": {"interior": 300, "boundary": 80, "method": "sobol"},
+                            "weighting": {"weights": {"residuals": 0.01}}})
+    loss = ProblemLoss(problem, cfg)
+    lbfgs(net, loss, 300)
+    before, after = polish_symbolic(net, loss)
+    assert after < before
+    assert l2_error(net, problem) <= 1e-10
+    pts = problem.evaluation_points()
+    formula, err, raw = simplify_formula(kan_formula(net, ("x", "y")), pts.numpy(),
+                                         problem.solution(pts).numpy())
+    assert raw <= 1e-10 and err <= 1e-10
+    xs, ys = formula.symbols
+    assert sp.simplify(formula.outputs[0] - sp.sin(sp.pi * xs) * sp.sin(sp.pi * ys)) == 0
+
+
+def test_polish_keeps_to_its_evaluation_budget():
+    problem = load_problem(SINSIN)
+    net = _perturbed_sinsin_kan()
+    auto_symbolic(net, problem.evaluation_points()[::7], r2_threshold=0.99)
+    n = 4 * sum(len(layer.symbolic) for layer in net.layers)
+    cfg = config_from_dict({"sampling": {"interior": 100, "boundary": 20}})
+    loss = ProblemLoss(problem, cfg)
+    calls = [0]
+    inner = loss.residual_vector
+
+    def counted(model):
+        calls[0] += 1
+        return inner(model)
+
+    loss.residual_vector = counted
+    before, after = polish_symbolic(net, loss, max_nfev=2)
+    assert n == 24 and calls[0] <= 2 * (2 * n + 1) + 1
+    assert after <= before
+    assert math.isclose(after, float(loss(net).detach()), rel_tol=1e-12)
+
+
+# ------------------------------------------------------------------ explain command --------
+
+def _solve(tmp_path: Path, solver: str, name: str) -> Path:
+    from kanpde.cli import main
+
+    out = tmp_path / name
+    assert main(["solve", str(SINSIN), "--solver", str(ROOT / "solvers" / solver),
+                 "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_explain_cli_end_to_end(tmp_path, capsys):
+    from kanpde.cli import main
+
+    run = _solve(tmp_path, "kan_tiny.toml", "kan")
+    out = tmp_path / "explained"
+    code = main(["explain", str(run), "--prune", "0.05", "--symbolic", "--fine-tune-steps", "3",
+                 "--refit-steps", "3", "--library", "x", "sin", "cos", "x^2",
+                 "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "explain.json").read_text())
+    assert report["widths"] == [2, 4, 1] and len(report["edges"]) == 12
+    assert all(0.0 <= e["score_normalized"] <= 1.0 for e in report["edges"])
+    assert report["prune"]["params_after"] <= report["prune"]["params_before"]
+    assert math.isfinite(report["prune"]["l2_rel_fine_tuned"])
+    sym = report["symbolic"]
+    assert math.isfinite(sym["formula_l2_rel"]) and len(sym["edges"]) >= 1
+    labels = [h["layer0"] for h in sym["hypotheses"]]
+    assert labels[0] == "per-edge best fits" and len(set(labels)) == len(labels)
+    assert "all x" in labels or "every best fit" in labels
+    polished = [h for h in sym["hypotheses"] if h["polished"]]
+    lead = min(h["loss_lbfgs"] for h in sym["hypotheses"])
+    assert polished and all(h["loss_lbfgs"] <= 10 * lead for h in polished)
+    assert sym["chosen"] in labels
+    text = (out / "formula.txt").read_text()
+    assert text.splitlines()[1].startswith("u = ") and "relative L2 error" in text
+    for name in ("explain_network.png", "explain_layer0.png", "pruned_network.png"):
+        assert (out / name).stat().st_size > 1000
+    assert "formula l2_rel" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_trained_kan_is_read_back_as_sin_sin(tmp_path):
+    """End to end: train the shipped explain solver (seed 0), then ``explain --symbolic``."""
+    from kanpde.cli import main
+
+    run = _solve(tmp_path, "kan_explain.toml", "kan")
+    out = tmp_path / "explained"
+    assert main(["explain", str(run), "--symbolic", "--out", str(out)]) == 0
+    sym = json.loads((out / "explain.json").read_text())["symbolic"]
+    assert sym["spline_edges"] == []
+    assert sym["l2_rel_refit"] <= 1e-10 and sym["formula_l2_rel"] <= 1e-10
+    text = sym["formula"][0]
+    assert text.startswith("u = ")
+    x, y = sp.symbols("x y", real=True)
+    expr = sp.sympify(text[4:], locals={"x": x, "y": y})
+    exact = sp.sin(sp.pi * x) * sp.sin(sp.pi * y)
+    if sp.simplify(expr - exact) != 0:
+        g = np.linspace(-1.0, 1.0, 41)
+        xx, yy = np.meshgrid(g, g)
+        diff = sp.lambdify((x, y), expr - exact, "numpy")(xx, yy)
+        ref = np.sin(np.pi * xx) * np.sin(np.pi * yy)
+        assert np.linalg.norm(diff) <= 1e-10 * np.linalg.norm(ref)
+
+
+def test_explain_cli_bad_input(tmp_path, capsys):
+    from kanpde.cli import main
+
+    assert main(["explain", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    mlp = _solve(tmp_path, "mlp_tiny.toml", "mlp")
+    assert main(["explain", str(mlp)]) == 2
+    err = capsys.readouterr().err
+    assert "needs a KAN run" in err and len(err.strip().splitlines()) == 1
+    summary = json.loads((mlp / "summary.json").read_text())
+    summary.update(status="interrupted", model="kan")
+    (mlp / "summary.json").write_text(json.dumps(summary))
+    assert main(["explain", str(mlp)]) == 2
+    assert "needs a finished run" in capsys.readouterr().err
+    assert main(["explain", str(mlp), "--prune", "1.5"]) == 2
+    assert main(["explain", str(mlp), "--library", "sinh"]) == 2
+    assert "unknown symbolic function" in capsys.readouterr().err
