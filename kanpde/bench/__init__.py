@@ -6,6 +6,13 @@ Subcommands (each module offers ``add_parser(subparsers)`` and ``run(args) -> in
   autograd vs an efficient-kan–style KAN vs MLP (:mod:`kanpde.bench.derivatives`).
 * ``kernels``: the fused Triton KAN-layer jets vs the PyTorch jet path vs nested autograd vs
   efficient-kan: time, peak memory, achieved FLOP/s (:mod:`kanpde.bench.kernels`).
+* ``suite``: KAN vs MLP on every problem at a matched budget over seeds
+  (:mod:`kanpde.bench.suite`); ``matched``: the smallest KAN and MLP reaching a target error
+  (:mod:`kanpde.bench.matched`); ``scaling``: error against parameters with fitted exponents
+  (:mod:`kanpde.bench.scaling`); ``claim``: the KAN paper's §3.4 Poisson comparison
+  (:mod:`kanpde.bench.claim`); ``all``: all of them (:mod:`kanpde.bench.everything`).
+  Their solver settings are in :mod:`kanpde.bench.budgets`, their resumable runner in
+  :mod:`kanpde.bench.runner`.
 
 Shared timing, memory and machine helpers live in :mod:`kanpde.bench.common`. Submodules are
 imported when :func:`register` runs, so importing this package stays cheap.
@@ -28,13 +35,29 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     Returns:
         The ``bench`` parser.
     """
-    from kanpde.bench import derivatives, kernels
+    from kanpde.bench import (
+        claim,
+        derivatives,
+        distributed,
+        everything,
+        kernels,
+        matched,
+        scaling,
+        suite,
+    )
 
-    parser = subparsers.add_parser("bench", help="benchmarks: derivative cost, ...",
-                                   description="kanpde benchmarks")
+    parser = subparsers.add_parser(
+        "bench", help="benchmarks: derivative cost, KAN vs MLP suite, scaling, ...",
+        description="kanpde benchmarks")
     commands = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     derivatives.add_parser(commands)
     kernels.add_parser(commands)
+    suite.add_parser(commands)
+    matched.add_parser(commands)
+    scaling.add_parser(commands)
+    claim.add_parser(commands)
+    everything.add_parser(commands)
+    distributed.add_parser(commands)
     return parser
 
 

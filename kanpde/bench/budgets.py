@@ -1,0 +1,131 @@
+"""Solver configurations of the evidence benchmarks, at a *matched budget*.
+
+A KAN and an MLP of one benchmark share everything but the model: the same collocation and
+boundary points (same sampler, same seed), the same optimiser stages with the same step
+counts, the same loss weights, dtype (float64) and derivative engine (forward jets). The KAN's
+stages additionally carry its grid events (extension G -> G', knots moved to the
+activations), which change the model between stages, not the number of steps.
+
+Two budgets: ``quick`` (a smoke check of the whole pipeline, minutes on 2 CPU cores) and
+``full`` (the committed numbers). Everything here is a plain TOML-like ``dict``, turned into a
+:class:`~kanpde.config.SolverConfig` by :func:`kanpde.config.config_from_dict` when a job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Points and optimiser steps of one benchmark at one budget.
+
+    Attributes:
+        interior: interior collocation points.
+        boundary: points per boundary/initial condition.
+        adam_steps: steps of the Adam warm-up stage (learning rate 1e-2).
+        lbfgs_steps: L-BFGS iterations of each following stage.
+        grids: KAN grid size per L-BFGS stage (the first is the initial grid; the Adam stage
+            uses it too); MLPs run the same stages without grid events.
+        residual_weight: weight of the PDE residual terms (the boundary terms weigh 1).
+    """
+
+    interior: int
+    boundary: int
+    adam_steps: int
+    lbfgs_steps: int
+    grids: tuple[int, ...]
+    residual_weight: float = 0.01
+
+    @property
+    def steps(self) -> int:
+        return self.adam_steps + self.lbfgs_steps * len(self.grids)
+
+
+SCHEDULES: dict[str, dict[str, Schedule]] = {
+    # the KAN-vs-MLP suite: every problem, [d, 10, m] KAN vs [d, 32, 32, m] tanh MLP
+    "suite": {"quick": Schedule(300, 60, 60, 30, (3, 5)),
+              "full": Schedule(1500, 300, 300, 300, (5, 10, 20))},
+    # the matched views: a small sweep of sizes per problem
+    "matched": {"quick": Schedule(300, 60, 40, 20, (3, 5)),
+                "full": Schedule(600, 150, 200, 200, (3, 5, 10, 20))},
+    # scaling laws: error against size, KAN by grid extension, MLP by width and depth
+    "scaling": {"quick": Schedule(400, 80, 40, 30, (3, 5, 10)),
+                "full": Schedule(2000, 400, 200, 250, (3, 5, 10, 20, 40))},
+}
+
+SUITE_KAN_WIDTHS = (10,)
+SUITE_MLP_WIDTHS = (32, 32)
+MATCHED_KAN_WIDTHS = ((5,), (10,))
+MATCHED_MLP_WIDTHS = ((8, 8), (16, 16), (32, 32), (64, 64))
+SCALING_KAN_WIDTHS = ((5,), (10,))
+SCALING_MLP_WIDTHS = ((8, 8), (16, 16), (32, 32), (64, 64), (128, 128),
+                      (16, 16, 16, 16), (32, 32, 32, 32), (64, 64, 64, 64))
+
+
+def _base(schedule: Schedule, model: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "engine": "jet", "dtype": "float64", "seed": 0,
+        "model": model,
+        "sampling": {"interior": schedule.interior, "boundary": schedule.boundary,
+                     "method": "sobol"},
+        "weighting": {"kind": "fixed", "weights": {"residuals": schedule.residual_weight}},
+        "evaluation": {"every": max(schedule.steps // 10, 10)},
+        "checkpoint": {"every": 500},
+    }
+
+
+def kan_solver(schedule: Schedule, widths: Sequence[int], *, spline_order: int = 3,
+               grid_eps: float = 1.0) -> dict[str, Any]:
+    """A KAN ``[d, *widths, m]`` trained by ``schedule``: Adam, then one L-BFGS stage per grid
+    size, the grid extended (nested, exact transfer) and moved to the activations (``grid_eps``
+    = 1: uniform over their range) at the start of each."""
+    model = {"kind": "kan", "widths": list(widths), "grid_size": schedule.grids[0],
+             "spline_order": spline_order, "grid_range": [-1.0, 1.0],
+             "normalize_inputs": True}
+    solver = _base(schedule, model)
+    stages: list[dict[str, Any]] = [{"optimizer": "adam", "steps": schedule.adam_steps,
+                                     "lr": 0.01}]
+    for i, grid in enumerate(schedule.grids):
+        stage: dict[str, Any] = {"optimizer": "lbfgs", "steps": schedule.lbfgs_steps,
+                                 "grid_update": True, "grid_eps": grid_eps}
+        if i > 0:
+            stage["grid_extend"] = grid
+        stages.append(stage)
+    solver["stages"] = stages
+    return solver
+
+
+def mlp_solver(schedule: Schedule, widths: Sequence[int], *,
+               activation: str = "tanh") -> dict[str, Any]:
+    """An MLP ``[d, *widths, m]`` on the same points and stages as :func:`kan_solver`."""
+    model = {"kind": "mlp", "widths": list(widths), "activation": activation,
+             "normalize_inputs": True}
+    solver = _base(schedule, model)
+    solver["stages"] = ([{"optimizer": "adam", "steps": schedule.adam_steps, "lr": 0.01}]
+                        + [{"optimizer": "lbfgs", "steps": schedule.lbfgs_steps}
+                           for _ in schedule.grids])
+    return solver
+
+
+def kan_label(widths: Sequence[int], grid: int | None = None) -> str:
+    """``kan[10]`` or, for a stage of it, ``kan[10]G20``."""
+    return f"kan[{','.join(map(str, widths))}]" + ("" if grid is None else f"G{grid}")
+
+
+def mlp_label(widths: Sequence[int]) -> str:
+    """``mlp[32,32]``."""
+    return f"mlp[{','.join(map(str, widths))}]"
+
+
+def with_points(solver: dict[str, Any], interior: int, boundary: int) -> dict[str, Any]:
+    """A copy of ``solver`` with other point counts."""
+    out = copy.deepcopy(solver)
+    out["sampling"].update(interior=interior, boundary=boundary)
+    return out
+
+
+__all__ = ["Schedule", "SCHEDULES", "kan_solver", "mlp_solver", "kan_label", "mlp_label"]

@@ -1,0 +1,166 @@
+"""``kanpde bench suite``: KAN vs MLP on every problem of the suite at a matched budget.
+
+For each problem a ``[d, 10, m]`` KAN (cubic splines, grid G = 5 -> 10 -> 20 by extension in
+the ``full`` budget) and a ``[d, 32, 32, m]`` tanh MLP are trained on the same points with the
+same optimiser stages and step counts (:mod:`kanpde.bench.budgets`), over several seeds.
+Writes ``OUT/suite.md`` (problem, model, parameters, l2_rel median [min–max], max error, wall
+time, steps), ``OUT/suite.json`` (every run's summary) and ``OUT/figures/suite_<problem>.png``
+(error against time and parameters, one marker per run). Finished runs are kept in ``--work``
+and not rerun: an interrupted suite continues where it stopped.
+
+Example::
+
+    kanpde bench suite --budget full --out results
+    kanpde bench suite --problems poisson2d_paper heat1d --budget quick --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kanpde.bench import budgets, common, report
+from kanpde.bench.runner import Job, check_budget, resolve_problems, run_jobs
+
+
+def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int]) -> list[Job]:
+    """The suite's runs: every problem x {KAN, MLP} x seed."""
+    sched = budgets.SCHEDULES["suite"][budget]
+    kan = budgets.kan_solver(sched, budgets.SUITE_KAN_WIDTHS)
+    mlp = budgets.mlp_solver(sched, budgets.SUITE_MLP_WIDTHS)
+    kan_label = budgets.kan_label(budgets.SUITE_KAN_WIDTHS)
+    mlp_label = budgets.mlp_label(budgets.SUITE_MLP_WIDTHS)
+    return [Job(p, label, solver, seed, {"family": family})
+            for p in problems
+            for label, solver, family in ((kan_label, kan, "kan"), (mlp_label, mlp, "mlp"))
+            for seed in seeds]
+
+
+def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (problem, model): medians and ranges over seeds."""
+    rows = []
+    keys = dict.fromkeys((r["problem"], r["label"]) for r in records)
+    for problem, label in keys:
+        runs = [r for r in records if r["problem"] == problem and r["label"] == label]
+        rows.append({
+            "problem": problem, "label": label, "model": runs[0].get("model"),
+            "n_params": runs[0].get("n_params"), "seeds": [r.get("seed") for r in runs],
+            "status": sorted({str(r.get("status")) for r in runs}),
+            **{k: report.spread([r.get(k) for r in runs])
+               for k in ("l2_rel", "max_abs_err", "mse", "wall_time_s", "steps")},
+        })
+    return rows
+
+
+def verdicts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per problem: median l2_rel of KAN over MLP, time of KAN over MLP, and which is lower."""
+    out = []
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        kan = next((r for r in rows if r["problem"] == problem and r["model"] == "kan"), None)
+        mlp = next((r for r in rows if r["problem"] == problem and r["model"] == "mlp"), None)
+        if kan is None or mlp is None:
+            continue
+        ek, em = kan["l2_rel"]["median"], mlp["l2_rel"]["median"]
+        tk, tm = kan["wall_time_s"]["median"], mlp["wall_time_s"]["median"]
+        ratio = ek / em if ek is not None and em else None
+        # "lower" only when the ranges over seeds do not overlap; otherwise a tie
+        if ek is None or em is None:
+            better = "n/a"
+        elif kan["l2_rel"]["max"] < mlp["l2_rel"]["min"]:
+            better = "KAN"
+        elif mlp["l2_rel"]["max"] < kan["l2_rel"]["min"]:
+            better = "MLP"
+        else:
+            better = "overlap"
+        out.append({"problem": problem, "l2_ratio_kan_over_mlp": ratio,
+                    "time_ratio_kan_over_mlp": tk / tm if tk and tm else None,
+                    "lower_error": better})
+    return out
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> str:
+    """``suite.md``."""
+    sched = budgets.SCHEDULES["suite"][budget]
+    lines = [
+        "# KAN vs MLP over the problem suite", "",
+        f"Command: `{command}`", "",
+        f"Budget `{budget}`: {sched.interior} interior points, {sched.boundary} per condition "
+        f"(Sobol), Adam {sched.adam_steps} steps then {len(sched.grids)} L-BFGS stages of "
+        f"{sched.lbfgs_steps} iterations ({sched.steps} steps); the KAN's grid is "
+        f"{' -> '.join(map(str, sched.grids))} (extension + update between stages); "
+        f"float64, forward-jet derivatives, residual weight {sched.residual_weight}. "
+        "Errors on each problem's evaluation set against its exact or reference solution; "
+        "median [min–max] over seeds.", "",
+        report.machine_line(), "",
+    ]
+    table = [[r["problem"], r["label"], r["n_params"], len(r["seeds"]),
+              report.cell(r["l2_rel"]), report.cell(r["max_abs_err"]),
+              report.cell(r["wall_time_s"], ".1f"), report.cell(r["steps"], ".0f"),
+              ", ".join(r["status"])] for r in rows]
+    lines.append(common.markdown_table(
+        ["problem", "model", "params", "seeds", "l2_rel", "max abs err", "wall time s",
+         "steps", "status"], table))
+    lines += ["", "## Per problem", ""]
+    lines.append(common.markdown_table(
+        ["problem", "l2_rel KAN / MLP (medians)", "time KAN / MLP", "lower error"],
+        [[v["problem"], report.fmt(v["l2_ratio_kan_over_mlp"]),
+          report.fmt(v["time_ratio_kan_over_mlp"], ".2f"), v["lower_error"]]
+         for v in verdicts(rows)]))
+    lines += ["", "\"lower error\" names a model only when its worst seed beats the other's "
+              "best; \"overlap\" otherwise.", ""]
+    return "\n".join(lines)
+
+
+def figures(records: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
+    """One comparison figure per problem (``figures/suite_<problem>.png``)."""
+    from kanpde.plots import plot_comparison
+
+    paths = []
+    for problem in dict.fromkeys(r["problem"] for r in records):
+        recs = [{**r, "solver": r["label"]} for r in records if r["problem"] == problem]
+        paths.append(plot_comparison(recs, out / "figures" / f"suite_{problem}.png",
+                                     title=f"{problem}: KAN vs MLP"))
+    return paths
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    report.add_common_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or continue) the suite and write its tables; returns the exit status."""
+    budget = check_budget(args.budget)
+    problems = resolve_problems(args.problems, args.problems_dir)
+    if not args.seeds:
+        raise ValueError("--seeds: give at least one seed")
+    records = run_jobs(jobs(list(problems), budget, args.seeds), problems,
+                       Path(args.work) / f"suite-{budget}", quiet=not args.progress)
+    out = Path(args.out)
+    rows = summarize(records)
+    text = markdown(rows, budget, report.command_line("suite", args))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.md").write_text(text)
+    report.write_json(out / "suite.json", {"budget": budget, "rows": rows,
+                                           "verdicts": verdicts(rows), "runs": records})
+    figures(records, out)
+    print(text)
+    print(f"wrote {out / 'suite.md'}, {out / 'suite.json'} and {out / 'figures'}/suite_*.png")
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``kanpde bench suite``."""
+    return common.add_subcommand(subparsers, "suite", "KAN vs MLP over the problem suite at "
+                                 "a matched budget", __doc__, _add_arguments, run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m kanpde.bench.suite [options]``."""
+    return common.standalone_main("suite", __doc__, _add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
