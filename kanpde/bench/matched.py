@@ -26,10 +26,6 @@ from typing import Any
 from kanpde.bench import budgets, common, report
 from kanpde.bench.runner import Job, check_budget, resolve_problems, run_jobs
 
-RUN_KEYS = ("problem", "label", "model", "seed", "n_params", "l2_rel", "max_abs_err", "mse",
-            "h1_rel", "wall_time_s", "steps", "status", "stages", "run_dir")
-"""What ``matched.json`` keeps of each run's summary."""
-
 
 def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int]) -> list[Job]:
     """Every problem x sweep size x seed."""
@@ -163,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     report.write_json(out / "matched.json", {
         "budget": budget, "targets": args.targets, "views": rows,
         "candidates": {p: candidates(records, p) for p in problems},
-        "runs": [{k: r.get(k) for k in RUN_KEYS} for r in records]})
+        "runs": [report.slim(r) for r in records]})
     print(text)
     print(f"wrote {out / 'matched.md'} and {out / 'matched.json'}")
     return 0

@@ -13,6 +13,17 @@ from typing import Any
 
 from kanpde.bench.common import machine_info
 
+RUN_KEYS = ("problem", "label", "model", "seed", "n_params", "l2_rel", "max_abs_err", "mse",
+            "h1_rel", "h1_mse", "wall_time_s", "steps", "final_loss", "status", "grid_size",
+            "points", "run_dir")
+"""What the benchmark JSON files keep of each run's summary (the rest stays in the run
+directory)."""
+
+
+def slim(record: Mapping[str, Any], extra: Sequence[str] = ()) -> dict[str, Any]:
+    """The :data:`RUN_KEYS` (and ``extra``) of one run's record."""
+    return {k: record.get(k) for k in (*RUN_KEYS, *extra)}
+
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, problems: bool = True,
                          seeds: Sequence[int] = (0, 1, 2)) -> None:
@@ -115,5 +126,5 @@ def stage_points(record: Mapping[str, Any], optimizer: str = "lbfgs") -> list[di
     return out
 
 
-__all__ = ["add_common_arguments", "command_line", "spread", "cell", "fmt", "write_json",
-           "machine_line", "save_figure", "stage_points"]
+__all__ = ["RUN_KEYS", "slim", "add_common_arguments", "command_line", "spread", "cell", "fmt",
+           "write_json", "machine_line", "save_figure", "stage_points"]

@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.md").write_text(text)
     report.write_json(out / "suite.json", {"budget": budget, "rows": rows,
-                                           "verdicts": verdicts(rows), "runs": records})
+                                           "verdicts": verdicts(rows),
+                                           "runs": [report.slim(r) for r in records]})
     figures(records, out)
     print(text)
     print(f"wrote {out / 'suite.md'}, {out / 'suite.json'} and {out / 'figures'}/suite_*.png")
