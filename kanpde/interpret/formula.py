@@ -130,6 +130,12 @@ def relative_l2(values: np.ndarray, reference: np.ndarray) -> float:
     return err / ref if ref > 0 else err
 
 
+MAX_CONSTANT_OPS = 4
+"""Most sympy operations a rounded constant may have (``3*pi/4`` has 2)."""
+MAX_CONSTANT_INT = 100
+"""Largest numerator or denominator (or integer under a root) in a rounded constant."""
+
+
 def _candidates(v: float) -> list[sp.Expr]:
     out: list[sp.Expr] = []
     if abs(v) < 1e-6:
@@ -144,7 +150,12 @@ def _candidates(v: float) -> list[sp.Expr]:
     seen, unique = set(), []
     for c in out:
         near = abs(float(c) - v) <= 1e-6 * max(1.0, abs(v))  # round, never refit
-        if c not in seen and c.is_number and math.isfinite(float(c)) and near:
+        # only short forms (p/q, p pi/q, sqrt(2)/2, ...): nsimplify also finds long algebraic
+        # expressions that match any float to 1e-6 and mean nothing
+        simple = sp.count_ops(c) <= MAX_CONSTANT_OPS and all(
+            abs(r.p) <= MAX_CONSTANT_INT and r.q <= MAX_CONSTANT_INT
+            for r in c.atoms(sp.Rational))
+        if c not in seen and c.is_number and math.isfinite(float(c)) and near and simple:
             seen.add(c)
             unique.append(c)
     return unique
