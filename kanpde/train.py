@@ -10,6 +10,8 @@ with the network. See :mod:`kanpde.training` for the pieces:
 * :mod:`kanpde.training.model`: model from config (embeddings, hard constraint), and back
   from a result's ``model_spec``;
 * :mod:`kanpde.training.trainer`: the loop, NaN guard, grid events, resampling, evaluation;
+* :mod:`kanpde.training.parallel`: sharding and rank-consistent decisions of data-parallel
+  runs (:mod:`kanpde.distributed`);
 * :mod:`kanpde.training.optim`: schedules, L-BFGS driven one iteration at a time;
 * :mod:`kanpde.training.weighting`: fixed, grad-norm and causal weights;
 * :mod:`kanpde.training.points`: collocation sets, RAD and RAR-D;
