@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+from kanpde.aggregate import aggregate, spread_cell
 
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -133,38 +134,9 @@ def _summary_line(s: dict[str, Any]) -> str:
             f"{s.get('steps')} steps | {g('wall_time_s', '.1f')} s")
 
 
-def _spread(values: list[float]) -> dict[str, float | None]:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return {"median": None, "min": None, "max": None}
-    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
-
-
-def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per solver: median and range over seeds of the error, size and time numbers."""
-    rows = []
-    for solver in dict.fromkeys(r["solver"] for r in records):
-        runs = [r for r in records if r["solver"] == solver]
-        rows.append({
-            "solver": solver, "model": runs[0].get("model"), "n_params": runs[0].get("n_params"),
-            "seeds": [r.get("seed") for r in runs],
-            "status": sorted({str(r.get("status")) for r in runs}),
-            **{key: _spread([r.get(key) for r in runs])
-               for key in ("l2_rel", "max_abs_err", "mse", "wall_time_s", "steps")},
-        })
-    return rows
-
-
 def compare_markdown(problem: str, rows: list[dict[str, Any]]) -> str:
     """The comparison table as markdown."""
-    def cell(spread: dict[str, float | None], fmt: str) -> str:
-        if spread["median"] is None:
-            return "n/a"
-        if spread["min"] == spread["max"]:
-            return format(spread["median"], fmt)
-        return (f"{format(spread['median'], fmt)} [{format(spread['min'], fmt)}–"
-                f"{format(spread['max'], fmt)}]")
-
+    cell = spread_cell
     lines = [f"# {problem}: solver comparison", "",
              "median [min–max] over seeds", "",
              "| solver | model | params | seeds | l2_rel | max abs err | wall time s | steps "

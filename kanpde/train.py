@@ -50,6 +50,7 @@ from kanpde.training.model import (
     model_state_numpy,
     network,
     resolve_device,
+    trainable_parameters,
 )
 from kanpde.training.trainer import Trainer
 
@@ -142,7 +143,7 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
         unknowns[k] = {"value": value, "initial": float(problem.unknowns[k]),
                        "true": None if true is None else float(true),
                        "abs_err": None if true is None else abs(value - float(true))}
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_params = trainable_parameters(model)
     h1 = metrics.get("h1_rel", math.nan)
     summary: dict[str, Any] = {
         "problem": problem.name, "solver": cfg.name, "model": cfg.model.kind,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kanpde.aggregate import spread, spread_cell
 from kanpde.bench import budgets, common, report
 from kanpde.bench.runner import Job, check_budget, resolve_problems, run_jobs
 
@@ -123,10 +124,10 @@ def rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for grid, pts in sorted(stages.items()):
             out.append({"model": f"KAN [2,10,1] G={grid} (after its stage)", "family": "kan",
                         "depth": 2, "width": 10, "n_params": pts[0]["n_params"],
-                        "seeds": len(pts), "mse": report.spread([p["mse"] for p in pts]),
-                        "h1_mse": report.spread([]), "l2_rel":
-                        report.spread([p["l2_rel"] for p in pts]),
-                        "wall_time_s": report.spread([p["elapsed_s"] for p in pts])})
+                        "seeds": len(pts), "mse": spread([p["mse"] for p in pts]),
+                        "h1_mse": spread([]), "l2_rel":
+                        spread([p["l2_rel"] for p in pts]),
+                        "wall_time_s": spread([p["elapsed_s"] for p in pts])})
     for label in dict.fromkeys(r["label"] for r in records):
         runs = [r for r in records if r["label"] == label]
         first = runs[0]
@@ -138,7 +139,7 @@ def rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "width": first["width"], "weight": first.get("weight", 1e-4),
                     "n_params": first.get("n_params"),
                     "seeds": len(runs),
-                    **{k: report.spread([r.get(k) for r in runs])
+                    **{k: spread([r.get(k) for r in runs])
                        for k in ("mse", "h1_mse", "l2_rel", "wall_time_s")}})
     return out
 
@@ -187,9 +188,9 @@ def markdown(table: Sequence[Mapping[str, Any]], v: Mapping[str, Any], budget: s
     ]
     lines.append(common.markdown_table(
         ["model", "params", "seeds", "mse (L2^2)", "h1_mse (H1^2)", "l2_rel", "wall time s"],
-        [[r["model"], r["n_params"], r["seeds"], report.cell(r["mse"]),
-          report.cell(r["h1_mse"]), report.cell(r["l2_rel"]),
-          report.cell(r["wall_time_s"], ".0f")] for r in table]))
+        [[r["model"], r["n_params"], r["seeds"], spread_cell(r["mse"]),
+          spread_cell(r["h1_mse"]), spread_cell(r["l2_rel"]),
+          spread_cell(r["wall_time_s"], ".0f")] for r in table]))
     lines += ["", "Residual weight 1e-4 for every row unless the row says otherwise (the "
               "KAN recipe's choice; the extra MLP row shows what another weight does for the "
               "MLP).", "", "## The claim", ""]

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kanpde.aggregate import spread
 from kanpde.bench import budgets, common, report
 from kanpde.bench.runner import Job, check_budget, resolve_problems, run_jobs
 
@@ -63,7 +64,7 @@ def candidates(records: Sequence[Mapping[str, Any]], problem: str) -> list[dict[
                  "time_s": r.get("wall_time_s"), "steps": r.get("steps")})
     out = []
     for (family, label), runs in groups.items():
-        l2 = report.spread([g["l2_rel"] for g in runs])
+        l2 = spread([g["l2_rel"] for g in runs])
         times = [g["time_s"] for g in runs if g["time_s"] is not None]
         out.append({"family": family, "label": label, "n_params": runs[0]["n_params"],
                     "l2_rel": l2, "time_s": statistics.median(times) if times else None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,24 +58,6 @@ def command_line(name: str, args: argparse.Namespace, positional: Sequence[str] 
     return " ".join(parts)
 
 
-def spread(values: Sequence[float | None]) -> dict[str, float | None]:
-    """Median, min and max of the finite values (``None`` s if there are none)."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not vals:
-        return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
-            "n": len(vals)}
-
-
-def cell(s: Mapping[str, float | None], fmt: str = ".2e") -> str:
-    """``median [min–max]`` (or just the value when all agree; ``n/a`` when none)."""
-    if s.get("median") is None:
-        return "n/a"
-    if s["min"] == s["max"]:
-        return format(s["median"], fmt)
-    return f"{format(s['median'], fmt)} [{format(s['min'], fmt)}–{format(s['max'], fmt)}]"
-
-
 def fmt(value: Any, spec: str = ".2e") -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) \
         else format(value, spec)
@@ -126,5 +107,5 @@ def stage_points(record: Mapping[str, Any], optimizer: str = "lbfgs") -> list[di
     return out
 
 
-__all__ = ["RUN_KEYS", "slim", "add_common_arguments", "command_line", "spread", "cell", "fmt",
+__all__ = ["RUN_KEYS", "slim", "add_common_arguments", "command_line", "fmt",
            "write_json", "machine_line", "save_figure", "stage_points"]

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kanpde.aggregate import aggregate, spread_cell
 from kanpde.bench import budgets, common, report
 from kanpde.bench.runner import Job, check_budget, resolve_problems, run_jobs
 
@@ -41,18 +42,9 @@ def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int]) -> list[Job
 
 def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (problem, model): medians and ranges over seeds."""
-    rows = []
-    keys = dict.fromkeys((r["problem"], r["label"]) for r in records)
-    for problem, label in keys:
-        runs = [r for r in records if r["problem"] == problem and r["label"] == label]
-        rows.append({
-            "problem": problem, "label": label, "model": runs[0].get("model"),
-            "n_params": runs[0].get("n_params"), "seeds": [r.get("seed") for r in runs],
-            "status": sorted({str(r.get("status")) for r in runs}),
-            **{k: report.spread([r.get(k) for r in runs])
-               for k in ("l2_rel", "max_abs_err", "mse", "wall_time_s", "steps")},
-        })
-    return rows
+    return [{"problem": problem, "label": row["solver"], **row}
+            for problem in dict.fromkeys(r["problem"] for r in records)
+            for row in aggregate([r for r in records if r["problem"] == problem])]
 
 
 def verdicts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -97,8 +89,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> st
         report.machine_line(), "",
     ]
     table = [[r["problem"], r["label"], r["n_params"], len(r["seeds"]),
-              report.cell(r["l2_rel"]), report.cell(r["max_abs_err"]),
-              report.cell(r["wall_time_s"], ".1f"), report.cell(r["steps"], ".0f"),
+              spread_cell(r["l2_rel"]), spread_cell(r["max_abs_err"]),
+              spread_cell(r["wall_time_s"], ".1f"), spread_cell(r["steps"], ".0f"),
               ", ".join(r["status"])] for r in rows]
     lines.append(common.markdown_table(
         ["problem", "model", "params", "seeds", "l2_rel", "max abs err", "wall time s",

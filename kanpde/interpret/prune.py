@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from kanpde.interpret.importance import Importance, importance
 from kanpde.nn.kan import KAN, KANLayer
-from kanpde.training.model import network
+from kanpde.training.model import network, trainable_parameters
 
 
 def layer_parameters(layer: KANLayer) -> int:
@@ -40,7 +40,7 @@ def count_parameters(model: nn.Module) -> int:
     :func:`layer_parameters`; equals the plain parameter count of a pure-spline KAN."""
     net = network(model)
     if not isinstance(net, KAN):
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return trainable_parameters(model)
     kan_ids = {id(p) for p in net.layers.parameters()}
     other = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in kan_ids)
     return other + sum(layer_parameters(layer) for layer in net.layers)

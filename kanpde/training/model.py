@@ -109,6 +109,11 @@ def apply_transform(net: nn.Module, transform: Any) -> nn.Module:
     raise ValueError(f"problem.transform: unsupported {type(transform).__name__}")
 
 
+def trainable_parameters(model: nn.Module) -> int:
+    """Number of scalars in the parameters that require gradients."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def network(model: nn.Module) -> nn.Module:
     """The KAN or MLP inside a (possibly) wrapped model."""
     seen = 0

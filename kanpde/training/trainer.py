@@ -33,7 +33,13 @@ from kanpde.distributed import DistributedError, point_seed, rank_device
 from kanpde.distributed import context as dist_context
 from kanpde.training import checkpoint as ckpt
 from kanpde.training.metrics import Evaluator
-from kanpde.training.model import as_dtype, build_model, network, resolve_device
+from kanpde.training.model import (
+    as_dtype,
+    build_model,
+    network,
+    resolve_device,
+    trainable_parameters,
+)
 from kanpde.training.optim import (
     CachedClosure,
     grads_finite,
@@ -461,7 +467,7 @@ class Trainer(DataParallel):
             if hasattr(net, "layers") else None,
             "wall_time_s": self.stage_elapsed(), "elapsed_s": self.elapsed(),
             "final_loss": self.loss_value()[0],
-            "n_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            "n_params": trainable_parameters(self.model),
             # the error of the model as this stage leaves it (scaling studies read these)
             "metrics": self.evaluator(self.model, h1=False),
         })
