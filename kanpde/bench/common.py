@@ -202,6 +202,39 @@ def first_touch_cost(n_bytes: int = 256 * 1024**2) -> dict[str, float]:
             "faults": float(faults), "s_per_fault": (fresh - warm) / max(faults, 1)}
 
 
+@dataclass(frozen=True)
+class StepMeasurement:
+    """What :func:`measure_steps` measured: timing, peak memory and process counters."""
+
+    timing: TimingStats
+    peak_bytes: int
+    peak_method: str  # "cuda_max_allocated" or "rss_increase"
+    before: ProcessCounters
+    after: ProcessCounters
+
+
+def measure_steps(step: Callable[[], Any], device: torch.device, *, repeats: int,
+                  warmup: int) -> StepMeasurement:
+    """Time ``step`` (:func:`time_calls`) and measure the peak memory it added.
+
+    On CUDA the peak is ``max_memory_allocated`` over the allocation before the first call;
+    on CPU the increase of the process's peak RSS (meaningful in a fresh process, see
+    :func:`run_worker`). The process counters around the calls come with it.
+    """
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_base = torch.cuda.memory_allocated(device)
+    before = process_counters()
+    timing = time_calls(step, repeats=repeats, warmup=warmup, synchronize=synchronizer(device))
+    after = process_counters()
+    if cuda:
+        peak, method = torch.cuda.max_memory_allocated(device) - cuda_base, "cuda_max_allocated"
+    else:
+        peak, method = after.max_rss_bytes - before.max_rss_bytes, "rss_increase"
+    return StepMeasurement(timing, int(peak), method, before, after)
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, core counts, memory, load, Python/torch versions and CUDA device if any."""
     cpu_model = platform.processor() or "unknown"

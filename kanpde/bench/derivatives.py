@@ -146,18 +146,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     training_step(model, x[:16], channels, engine)  # tiny warm-up: libraries, kernels
     sync()
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-        cuda_base = torch.cuda.memory_allocated(device)
-    before = common.process_counters()
-    timing = common.time_calls(step, repeats=spec["repeats"], warmup=spec["warmup"],
-                               synchronize=sync)
-    after = common.process_counters()
-    if cuda:
-        peak, method = torch.cuda.max_memory_allocated(device) - cuda_base, "cuda_max_allocated"
-    else:
-        peak, method = after.max_rss_bytes - before.max_rss_bytes, "rss_increase"
+    m = common.measure_steps(step, device, repeats=spec["repeats"], warmup=spec["warmup"])
+    timing, peak, method, before, after = (m.timing, m.peak_bytes, m.peak_method, m.before,
+                                           m.after)
     n_steps = spec["repeats"] + spec["warmup"]
     record = {
         "variant": variant, "engine": engine,

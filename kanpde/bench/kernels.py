@@ -255,25 +255,15 @@ def _measure_points(model: torch.nn.Module, channels: torch.Tensor, engine: str,
     device, dtype = channels.device, channels.dtype
     gen = torch.Generator().manual_seed(spec["seed"])
     x = (2 * torch.rand(n_points, channels.shape[1], generator=gen, dtype=dtype) - 1).to(device)
-    sync = common.synchronizer(device)
     losses: list[torch.Tensor] = []
 
     def step() -> None:
         losses.append(training_step(model, x, channels, engine))
 
-    cuda = device.type == "cuda"
-    if cuda:
+    if device.type == "cuda":
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        cuda_base = torch.cuda.memory_allocated(device)
-    before = common.process_counters()
-    timing = common.time_calls(step, repeats=spec["repeats"], warmup=spec["warmup"],
-                               synchronize=sync)
-    after = common.process_counters()
-    if cuda:
-        peak, method = torch.cuda.max_memory_allocated(device) - cuda_base, "cuda_max_allocated"
-    else:
-        peak, method = after.max_rss_bytes - before.max_rss_bytes, "rss_increase"
+    m = common.measure_steps(step, device, repeats=spec["repeats"], warmup=spec["warmup"])
+    timing, peak, method = m.timing, m.peak_bytes, m.peak_method
     return {"points": n_points, "status": "ok", "threads": torch.get_num_threads(),
             **timing.as_dict(), "peak_memory_bytes": int(peak), "peak_memory_method": method,
             "loss": float(losses[-1])}
