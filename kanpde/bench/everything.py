@@ -33,13 +33,7 @@ def _sub_args(add_arguments: Any, argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", default="quick", help="quick or full (default quick)")
-    parser.add_argument("--out", default="results", metavar="DIR",
-                        help="where tables, JSON and figures go (default results/)")
-    parser.add_argument("--work", default="runs/bench", metavar="DIR",
-                        help="run directories (resumable; default runs/bench)")
-    parser.add_argument("--problems-dir", default="problems", metavar="DIR",
-                        help="where problem names are looked up (default problems/)")
+    report.add_common_arguments(parser, problems=False, seeds=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shared = ["--budget", budget, "--out", str(out), "--work", args.work,
-              "--problems-dir", args.problems_dir]
+              "--problems-dir", args.problems_dir, *(["--progress"] if args.progress else [])]
     steps = [
         (derivatives, [*(QUICK_DERIVATIVES if budget == "quick" else []),
                        "--json", str(out / "derivatives.json"),

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     records = run_jobs(jobs(list(problems), budget, args.seeds), problems,
                        Path(args.work) / f"matched-{budget}", quiet=not args.progress)
     rows = views(records, list(problems), args.targets)
-    text = markdown(rows, budget, report.command_line("matched", args, default_seeds=(0,)))
+    text = markdown(rows, budget, report.command_line("matched", args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "matched.md").write_text(text)

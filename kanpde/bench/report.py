@@ -25,8 +25,9 @@ def slim(record: Mapping[str, Any], extra: Sequence[str] = ()) -> dict[str, Any]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, problems: bool = True,
-                         seeds: Sequence[int] = (0, 1, 2)) -> None:
-    """``--budget``, ``--seeds``, ``--out``, ``--work``, ``--problems-dir`` (+ ``--problems``)."""
+                         seeds: Sequence[int] | None = (0, 1, 2)) -> None:
+    """``--budget``, ``--seeds`` (default ``seeds``; none when ``None``), ``--out``, ``--work``,
+    ``--problems-dir``, ``--progress`` (+ ``--problems``)."""
     if problems:
         parser.add_argument("--problems", nargs="+", metavar="NAME", default=None,
                             help="problem names (files in --problems-dir) or problem files; "
@@ -34,8 +35,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, problems: bool = Tr
     parser.add_argument("--budget", default="quick",
                         help="quick (a smoke check, minutes) or full (the committed numbers); "
                              "default quick")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(seeds), metavar="SEED",
-                        help=f"seeds of every configuration (default {' '.join(map(str, seeds))})")
+    if seeds is not None:
+        parser.add_argument("--seeds", nargs="+", type=int, default=list(seeds), metavar="SEED",
+                            help="seeds of every configuration (default "
+                                 f"{' '.join(map(str, seeds))})")
+        parser.set_defaults(default_seeds=list(seeds))
     parser.add_argument("--out", default="results", metavar="DIR",
                         help="where tables, JSON and figures go (default results/)")
     parser.add_argument("--work", default="runs/bench", metavar="DIR",
@@ -45,14 +49,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, problems: bool = Tr
     parser.add_argument("--progress", action="store_true", help="progress bar for every run")
 
 
-def command_line(name: str, args: argparse.Namespace, positional: Sequence[str] = (),
-                 default_seeds: Sequence[int] = (0, 1, 2)) -> str:
+def command_line(name: str, args: argparse.Namespace, positional: Sequence[str] = ()) -> str:
     """The ``kanpde bench NAME ...`` command that reproduces a run with these arguments."""
     parts = ["kanpde bench", name, *positional]
     if getattr(args, "problems", None):
         parts += ["--problems", *args.problems]
     parts += ["--budget", args.budget]
-    if list(args.seeds) != list(default_seeds):
+    if list(args.seeds) != list(args.default_seeds):
         parts += ["--seeds", *map(str, args.seeds)]
     parts += ["--out", str(args.out)]
     return " ".join(parts)

@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         records = run_jobs(jobs(name, budget, args.seeds), problems,
                            Path(args.work) / f"scaling-{budget}", quiet=not args.progress)
         rows = series(records)
-        command = report.command_line("scaling", args, [name], default_seeds=(0,))
+        command = report.command_line("scaling", args, [name])
         text = markdown(name, rows, budget, command)
         (out / f"scaling_{name}.md").write_text(text)
         report.write_json(out / f"scaling_{name}.json", {
