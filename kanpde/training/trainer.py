@@ -412,12 +412,20 @@ class Trainer(DataParallel):
         for k, v in row.items():
             h.setdefault(k, []).append(v)
 
+    def _metrics_now(self) -> dict[str, float]:
+        """``l2_rel``, ``max_abs_err``, ``mse`` at the current step: the evaluation history's
+        last row when it was taken at this step, else a new evaluation (not recorded)."""
+        ev = self.eval_history
+        if ev.get("eval_step") and ev["eval_step"][-1] == self.global_step:
+            return {k: ev[f"eval_{k}"][-1] for k in ("l2_rel", "max_abs_err", "mse")}
+        return self.evaluator(self.model, h1=False)
+
     def record_eval(self, h1: bool = False) -> dict[str, float]:
         """Evaluate the errors now and append them to the evaluation history (``h1_rel``
         only when ``h1``; it is not part of the history)."""
         m = self.evaluator(self.model, h1=h1)
         row = {"eval_step": self.global_step,
-               **{f"eval_{k}": v for k, v in m.items() if k != "h1_rel"}}
+               **{f"eval_{k}": v for k, v in m.items() if k not in ("h1_rel", "h1_mse")}}
         for k, v in row.items():
             self.eval_history.setdefault(k, []).append(v)
         self._last_l2 = m["l2_rel"]
@@ -469,7 +477,7 @@ class Trainer(DataParallel):
             "final_loss": self.loss_value()[0],
             "n_params": trainable_parameters(self.model),
             # the error of the model as this stage leaves it (scaling studies read these)
-            "metrics": self.evaluator(self.model, h1=False),
+            "metrics": self._metrics_now(),
         })
         self.dist.check_in_sync(self.params(), f"end of stage {self.stage}")
         if self.status in ("diverged", "max_time"):
