@@ -122,6 +122,7 @@ def run_jobs(jobs: Iterable[Job], problems: Mapping[str, Path], root: str | Path
         quiet: no progress bars.
         log: receives one line per finished job (default: print to stderr).
     """
+    from kanpde.bench.report import fmt
     from kanpde.config import config_from_dict
     from kanpde.problem import load_problem
     from kanpde.results import save_result
@@ -148,15 +149,11 @@ def run_jobs(jobs: Iterable[Job], problems: Mapping[str, Path], root: str | Path
             if summary.get("status") == "interrupted":
                 raise KeyboardInterrupt
             log(f"{job.problem:18s} {job.label:14s} seed {job.seed}: l2_rel "
-                f"{_fmt(summary.get('l2_rel'))}  {summary.get('n_params')} params  "
+                f"{fmt(summary.get('l2_rel'), '.3e')}  {summary.get('n_params')} params  "
                 f"{time.perf_counter() - start:6.1f} s  ({summary.get('status')})")
         records.append({**summary, "label": job.label, "run_dir": str(run_dir),
                         **dict(job.tags)})
     return records
-
-
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3e}"
 
 
 __all__ = ["SUITE_PROBLEMS", "BUDGETS", "BenchInputError", "Job", "run_jobs",
