@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-SUMMARY_KEYS = ("l2_rel", "max_abs_err", "mse", "wall_time_s", "steps")
+SUMMARY_KEYS = ("l2_rel", "max_abs_err", "mse", "wall_time_s", "cpu_time_s", "steps")
 """The summary numbers :func:`aggregate` spreads over seeds."""
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kanpde.aggregate import aggregate, spread_cell
+from kanpde.aggregate import aggregate
 
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -134,25 +134,21 @@ def _summary_line(s: dict[str, Any]) -> str:
             f"{s.get('steps')} steps | {g('wall_time_s', '.1f')} s")
 
 
-def compare_markdown(problem: str, rows: list[dict[str, Any]]) -> str:
-    """The comparison table as markdown."""
-    cell = spread_cell
-    lines = [f"# {problem}: solver comparison", "",
-             "median [min–max] over seeds", "",
-             "| solver | model | params | seeds | l2_rel | max abs err | wall time s | steps "
-             "| status |", "|:---|:---|---:|---:|---:|---:|---:|---:|:---|"]
-    for r in rows:
-        lines.append(f"| {r['solver']} | {r['model']} | {r['n_params']} | {len(r['seeds'])} | "
-                     f"{cell(r['l2_rel'], '.3e')} | {cell(r['max_abs_err'], '.3e')} | "
-                     f"{cell(r['wall_time_s'], '.1f')} | {cell(r['steps'], '.0f')} | "
-                     f"{', '.join(r['status'])} |")
-    return "\n".join(lines) + "\n"
+def _history(run_dir: Path) -> dict[str, Any]:
+    """The histories of a finished run (empty when its result file cannot be read)."""
+    from kanpde.results import load_result
+
+    try:
+        return load_result(run_dir).history
+    except (OSError, ValueError):
+        return {}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``kanpde compare PROBLEM.py --solvers A.toml B.toml ... [--seeds ...] --out DIR``."""
+    from kanpde.compare_figure import plot_comparison
+    from kanpde.compare_report import markdown, matched_budgets
     from kanpde.config import load_config
-    from kanpde.plots import plot_comparison
     from kanpde.problem import load_problem
     from kanpde.results import load_summary
 
@@ -175,7 +171,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 summary = _run_one(problem, args.problem, path, run_dir, overrides=overrides,
                                    resume=resume, quiet=args.quiet)
             summary.setdefault("solver", name)
-            records.append(summary)
+            records.append({**summary, "run_dir": str(run_dir)})
             if _is_main():
                 print(_summary_line(summary))
             code = max(code, _status_code(summary))
@@ -186,12 +182,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not _is_main():  # data-parallel launch: rank 0 writes the comparison
         return code
     rows = aggregate(records)
+    runs = [{"summary": r, "history": _history(Path(r["run_dir"]))} for r in records]
+    matched = matched_budgets(runs)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(
-        {"problem": problem.name, "solvers": rows, "runs": records}, indent=2, default=str))
-    table = compare_markdown(problem.name, rows)
+        {"problem": problem.name, "solvers": rows, "matched": matched, "runs": records},
+        indent=2, default=str))
+    table = markdown(problem.name, rows, matched)
     (out / "compare.md").write_text(table)
-    plot_comparison(records, out / "compare.png")
+    plot_comparison(records, out / "compare.png", histories=[r["history"] for r in runs],
+                    title=problem.name)
     print(table)
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
     return code

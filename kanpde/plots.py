@@ -21,8 +21,8 @@ the Agg canvas), so nothing touches pyplot's global figure manager or the backen
   lines), and the evaluation history ``eval_l2_rel`` (and ``eval_max_abs_err``) when
   recorded.
 
-:func:`plot_comparison` draws the ``kanpde compare`` figure: relative L2 error against wall
-time and against the number of parameters (log-log), one marker per (solver, seed).
+:func:`plot_comparison` (from :mod:`kanpde.compare_figure`) draws the ``kanpde compare``
+figure.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.tri import Triangulation
 
@@ -273,77 +272,3 @@ def history_figure(result: Result) -> Figure:
         ax.set(xlabel="step", ylabel="error", title="error on the evaluation set")
         ax.legend(fontsize="small")
     return fig
-
-
-# ------------------------------------------------------------------------- comparison ------
-
-def _finite_positive(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v > 0 else None
-
-
-def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.PathLike,
-                    title: str | None = None) -> Path:
-    """The ``kanpde compare`` figure: ``l2_rel`` vs ``wall_time_s`` and vs ``n_params``.
-
-    Both panels are log-log with one marker per record (a (solver, seed) run). Solvers are
-    told apart by colour and listed once in the legend; KAN solvers use circles in blue-green
-    shades, MLP solvers squares in red-orange shades. Records whose ``l2_rel`` (or the x
-    quantity) is missing, non-finite or non-positive (e.g. diverged runs) are left out of
-    that panel, and their number is noted in its corner.
-
-    Args:
-        records: summary dicts with ``solver``, ``model`` (``"kan"``/``"mlp"``),
-            ``n_params``, ``l2_rel`` and ``wall_time_s``.
-        out_path: the PNG to write.
-        title: optional figure title (e.g. the problem name).
-
-    Returns:
-        ``out_path`` as a :class:`~pathlib.Path`.
-    """
-    solvers: dict[str, str] = {}
-    for rec in records:
-        solvers.setdefault(str(rec.get("solver", "?")), str(rec.get("model", "")).lower())
-    kan = [s for s, m in solvers.items() if m == "kan"]
-    other = [s for s in solvers if s not in kan]
-    style = {}
-    for names, cmap_name, marker in ((kan, "winter", "o"), (other, "autumn", "s")):
-        cmap = colormaps[cmap_name]
-        for i, s in enumerate(names):
-            style[s] = (cmap(0.85 * i / max(len(names) - 1, 1)), marker)
-
-    fig = Figure(figsize=(2 * PANEL[0] * 1.25, PANEL[1] * 1.3), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, key, label in ((axes[0], "wall_time_s", "wall time [s]"),
-                           (axes[1], "n_params", "parameters")):
-        skipped = 0
-        for s in solvers:
-            xs, ys = [], []
-            for rec in records:
-                if str(rec.get("solver", "?")) != s:
-                    continue
-                x, y = _finite_positive(rec.get(key)), _finite_positive(rec.get("l2_rel"))
-                if x is None or y is None:
-                    skipped += 1
-                    continue
-                xs.append(x)
-                ys.append(y)
-            color, marker = style[s]
-            ax.scatter(xs, ys, color=color, marker=marker, s=36, edgecolor="k",
-                       linewidth=0.5, label=f"{s} ({solvers[s] or '?'})", zorder=3)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set(xlabel=label, ylabel="relative L2 error", title=f"error vs {label}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.tick_params(axis="x", which="both", labelrotation=30)
-        if skipped:
-            ax.text(0.01, 0.01, f"{skipped} run(s) without a finite value omitted",
-                    transform=ax.transAxes, fontsize="x-small", color="0.3")
-    if solvers:
-        axes[1].legend(fontsize="small", loc="best")
-    if title:
-        fig.suptitle(title)
-    return _save(fig, Path(out_path))

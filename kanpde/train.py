@@ -150,6 +150,7 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
         "n_params": int(n_params), "l2_rel": metrics["l2_rel"],
         "max_abs_err": metrics["max_abs_err"], "mse": metrics["mse"],
         "steps": trainer.global_step, "wall_time_s": trainer.elapsed(),
+        "cpu_time_s": trainer.cpu_elapsed(),
         "final_loss": final_loss, "status": trainer.status, "engine": cfg.engine,
         "dtype": cfg.dtype, "device": cfg.device, "seed": cfg.seed,
         "h1_rel": None if h1 is None or math.isnan(h1) else h1,

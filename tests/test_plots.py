@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from kanpde import load_problem
-from kanpde.plots import plot_comparison, plot_result
+from kanpde.compare_figure import plot_comparison
+from kanpde.plots import plot_result
 from kanpde.results import Result
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"

@@ -108,7 +108,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> st
 
 def figures(records: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
     """One comparison figure per problem (``figures/suite_<problem>.png``)."""
-    from kanpde.plots import plot_comparison
+    from kanpde.compare_figure import plot_comparison
 
     paths = []
     for problem in dict.fromkeys(r["problem"] for r in records):

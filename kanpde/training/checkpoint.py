@@ -154,7 +154,7 @@ def payload(tr) -> dict[str, Any]:
         "lr_scale": tr.lr_scale, "failures": tr.failures, "rollbacks": tr.rollbacks,
         "replaying": tr.replaying, "prev_loss": tr.prev_loss,
         "stage_records": tr.stage_records, "grid_events": tr.grid_events,
-        "elapsed": tr.elapsed(),
+        "elapsed": tr.elapsed(), "cpu_elapsed": tr.cpu_elapsed(),
         "stage_elapsed": tr.stage_elapsed(),
     }
 
@@ -177,6 +177,7 @@ def load_state(tr, data: dict) -> None:
     tr.stage_records = list(data["stage_records"])
     tr.grid_events = list(data["grid_events"])
     tr.elapsed_before = float(data["elapsed"])
+    tr.cpu_before = float(data.get("cpu_elapsed", 0.0))
     tr.stage_elapsed_before = float(data["stage_elapsed"])
     if tr.events_done and tr.stage < len(tr.config.stages):
         tr._new_optimizer()

@@ -106,6 +106,7 @@ class Trainer(DataParallel):
         self.stage_records: list[dict] = []
         self.grid_events: list[dict] = []
         self.elapsed_before = self.stage_elapsed_before = 0.0
+        self.cpu_before = 0.0
         self.prev_loss: float | None = None
         self.status = "ok"
         self.resumed_from: str | None = None
@@ -117,6 +118,7 @@ class Trainer(DataParallel):
         self._good: dict | None = None
         self._dirty = False
         self._t0 = time.perf_counter()
+        self._cpu0 = time.process_time()
         self._stage_t0 = self._t0
         self._last_l2 = math.nan
 
@@ -244,6 +246,14 @@ class Trainer(DataParallel):
     def elapsed(self) -> float:
         """Wall time of the run so far, across resumes."""
         return self.elapsed_before + time.perf_counter() - self._t0
+
+    def cpu_elapsed(self) -> float:
+        """Process CPU time (user + system, all threads) of the run so far, across resumes.
+
+        Unlike wall time it hardly depends on other jobs sharing the machine; with several
+        torch threads it counts every thread's time.
+        """
+        return self.cpu_before + time.process_time() - self._cpu0
 
     # ----------------------------------------------------------------- checkpoints ---------
 
@@ -402,7 +412,7 @@ class Trainer(DataParallel):
     def _record(self, loss: float, terms: dict[str, float], lr: float) -> None:
         h = self.history
         row = {"step": self.global_step, "stage": self.stage, "loss": loss, "lr": lr,
-               "time_s": self.elapsed()}
+               "time_s": self.elapsed(), "cpu_s": self.cpu_elapsed()}
         row.update({f"loss/{k}": v for k, v in terms.items()})
         if self.weights.adaptive:
             row.update({f"weight/{k}": v for k, v in self.weights.weights.items()})
@@ -424,7 +434,8 @@ class Trainer(DataParallel):
         """Evaluate the errors now and append them to the evaluation history (``h1_rel``
         only when ``h1``; it is not part of the history)."""
         m = self.evaluator(self.model, h1=h1)
-        row = {"eval_step": self.global_step,
+        row = {"eval_step": self.global_step, "eval_time_s": self.elapsed(),
+               "eval_cpu_s": self.cpu_elapsed(),
                **{f"eval_{k}": v for k, v in m.items() if k not in ("h1_rel", "h1_mse")}}
         for k, v in row.items():
             self.eval_history.setdefault(k, []).append(v)
