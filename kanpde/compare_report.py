@@ -127,7 +127,8 @@ def _matched_lines(matched: Mapping[str, Any]) -> list[str]:
             lines.append(f"| {s} | " + " | ".join(cell_or_na(x) for x in v["error_at"]) + " |")
         levels = list(next(iter(block["solvers"].values()))["time_to"]) if block["solvers"] \
             else []
-        lines += ["", f"## {label[0].upper() + label[1:]} to reach a relative L2 error (median s)", "",
+        title = f"{label[0].upper() + label[1:]} to reach a relative L2 error (median s)"
+        lines += ["", f"## {title}", "",
                   "| solver | " + " | ".join(f"≤ {lv}" for lv in levels) + " |",
                   "|:---|" + "---:|" * len(levels)]
         for s, v in block["solvers"].items():

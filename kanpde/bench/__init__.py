@@ -13,6 +13,8 @@ Subcommands (each module offers ``add_parser(subparsers)`` and ``run(args) -> in
   (:mod:`kanpde.bench.claim`); ``all``: all of them (:mod:`kanpde.bench.everything`).
   Their solver settings are in :mod:`kanpde.bench.budgets`, their resumable runner in
   :mod:`kanpde.bench.runner`.
+* ``anchors``: kanpde beside DeepXDE and pykan on the same problem, points and recipe
+  (:mod:`kanpde.bench.anchors`).
 
 Shared timing, memory and machine helpers live in :mod:`kanpde.bench.common`. Submodules are
 imported when :func:`register` runs, so importing this package stays cheap.
@@ -36,6 +38,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         The ``bench`` parser.
     """
     from kanpde.bench import (
+        anchors,
         claim,
         derivatives,
         distributed,
@@ -58,6 +61,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     claim.add_parser(commands)
     everything.add_parser(commands)
     distributed.add_parser(commands)
+    anchors.add_parser(commands)
     return parser
 
 

@@ -128,4 +128,93 @@ def with_points(solver: dict[str, Any], interior: int, boundary: int) -> dict[st
     return out
 
 
-__all__ = ["Schedule", "SCHEDULES", "kan_solver", "mlp_solver", "kan_label", "mlp_label"]
+# ------------------------------------------------------------------ external recipes ---
+
+DEEPXDE_RECIPE: dict[str, dict[str, Any]] = {
+    # DeepXDE's ordinary PINN recipe (its Poisson examples): a Glorot-normal tanh MLP, the
+    # PDE term weighted 0.01 against the conditions, Adam (lr 1e-3) then L-BFGS with
+    # DeepXDE's options (history 100, gtol 1e-8, ftol 0, strong-Wolfe line search)
+    "full": {"widths": [20, 20], "activation": "tanh", "interior": 2601, "boundary": 204,
+             "residual_weight": 0.01, "adam_steps": 3000, "adam_lr": 1e-3,
+             "lbfgs_steps": 1000, "history_size": 100, "eval_every": 100},
+    "quick": {"widths": [20, 20], "activation": "tanh", "interior": 400, "boundary": 80,
+              "residual_weight": 0.01, "adam_steps": 200, "adam_lr": 1e-3,
+              "lbfgs_steps": 60, "history_size": 100, "eval_every": 20},
+}
+"""DeepXDE's recipe per budget (the anchor in :mod:`kanpde.bench.anchor_deepxde`)."""
+
+PYKAN_RECIPE: dict[str, dict[str, Any]] = {
+    # pykan's PDE tutorial ("Example 6: Solving PDE") at the KAN paper's width: KAN [d, 10, m],
+    # cubic splines, G 5 -> 10 -> 20, per grid 100 L-BFGS steps of 20 iterations (history
+    # 10), knots moved to the activations every 5 steps during the first 50 (grid_eps 1 on
+    # the first grid, pykan's default 0.02 on the refined ones), residual weight 0.01
+    "full": {"widths": [10], "grids": [5, 10, 20], "k": 3, "grid_eps": 1.0,
+             "noise_scale": 0.25, "alpha": 0.01, "steps": 100, "iterations_per_step": 20,
+             "history_size": 10, "update_every": 5, "update_until": 50,
+             "interior": 2601, "boundary": 204, "eval_every": 100},
+    "quick": {"widths": [10], "grids": [5, 10], "k": 3, "grid_eps": 1.0,
+              "noise_scale": 0.25, "alpha": 0.01, "steps": 4, "iterations_per_step": 20,
+              "history_size": 10, "update_every": 2, "update_until": 2,
+              "interior": 300, "boundary": 60, "eval_every": 20},
+}
+"""pykan's PDE recipe per budget (the anchor in :mod:`kanpde.bench.anchor_pykan`)."""
+
+
+def deepxde_solver(recipe: dict[str, Any]) -> dict[str, Any]:
+    """DeepXDE's recipe as a kanpde solver: the same network, loss weights, optimiser stages
+    and L-BFGS options; no input normalisation (DeepXDE has none)."""
+    return {
+        "engine": "jet", "dtype": "float64", "seed": 0,
+        "model": {"kind": "mlp", "widths": list(recipe["widths"]),
+                  "activation": recipe["activation"], "normalize_inputs": False},
+        "sampling": {"interior": recipe["interior"], "boundary": recipe["boundary"],
+                     "method": "sobol"},
+        "weighting": {"kind": "fixed", "weights": {"residuals": recipe["residual_weight"]}},
+        "stages": [{"optimizer": "adam", "steps": recipe["adam_steps"],
+                    "lr": recipe["adam_lr"]},
+                   {"optimizer": "lbfgs", "steps": recipe["lbfgs_steps"],
+                    "history_size": recipe["history_size"], "tolerance_grad": 1e-8,
+                    "tolerance_change": 0.0}],
+        "evaluation": {"every": recipe["eval_every"]}, "checkpoint": {"every": 1000},
+    }
+
+
+def pykan_solver(recipe: dict[str, Any]) -> dict[str, Any]:
+    """pykan's PDE recipe as a kanpde solver. pykan moves the knots inside its L-BFGS loop;
+    kanpde moves them between stages, so each grid is ``update_until / update_every`` stages
+    of ``update_every * iterations_per_step`` iterations that each start with a grid update,
+    then one stage for the remaining iterations (the same iterations, updates at the same
+    iteration counts, the L-BFGS memory restarted after each update)."""
+    per_update = recipe["update_every"] * recipe["iterations_per_step"]
+    rest = (recipe["steps"] - recipe["update_until"]) * recipe["iterations_per_step"]
+    stages: list[dict[str, Any]] = []
+    for g_index, grid in enumerate(recipe["grids"]):
+        eps = recipe["grid_eps"] if g_index == 0 else 0.02
+        for u in range(recipe["update_until"] // recipe["update_every"]):
+            stage: dict[str, Any] = {"optimizer": "lbfgs", "steps": per_update,
+                                     "history_size": recipe["history_size"],
+                                     "tolerance_grad": 0.0, "tolerance_change": 0.0,
+                                     "grid_update": True, "grid_eps": eps}
+            if g_index > 0 and u == 0:
+                stage["grid_extend"] = grid
+            stages.append(stage)
+        if rest > 0:
+            stages.append({"optimizer": "lbfgs", "steps": rest,
+                           "history_size": recipe["history_size"], "tolerance_grad": 0.0,
+                           "tolerance_change": 0.0})
+    return {
+        "engine": "jet", "dtype": "float64", "seed": 0,
+        "model": {"kind": "kan", "widths": list(recipe["widths"]),
+                  "grid_size": recipe["grids"][0], "spline_order": recipe["k"],
+                  "grid_range": [-1.0, 1.0], "noise_scale": recipe["noise_scale"],
+                  "normalize_inputs": False},
+        "sampling": {"interior": recipe["interior"], "boundary": recipe["boundary"],
+                     "method": "sobol"},
+        "weighting": {"kind": "fixed", "weights": {"residuals": recipe["alpha"]}},
+        "stages": stages,
+        "evaluation": {"every": recipe["eval_every"]}, "checkpoint": {"every": 1000},
+    }
+
+
+__all__ = ["Schedule", "SCHEDULES", "kan_solver", "mlp_solver", "kan_label", "mlp_label",
+           "DEEPXDE_RECIPE", "PYKAN_RECIPE", "deepxde_solver", "pykan_solver"]

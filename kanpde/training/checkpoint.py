@@ -94,14 +94,34 @@ def check_compatible(data: Mapping[str, Any], problem_name: str,
 # ----------------------------------------------------------------- trainer state -------
 
 
+def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """An independent copy of ``optimizer.state_dict()``, made cheaply for every iteration.
+
+    Tensors are cloned; lists (L-BFGS's curvature pairs ``old_dirs``, ``old_stps``, ``ro``,
+    ``al``) are copied shallowly, because the optimisers append, drop and reassign their
+    entries but never change an entry's tensor in place. A deep copy of the L-BFGS memory
+    costs more than a loss evaluation of a small network; this costs a few list copies.
+    """
+    sd = optimizer.state_dict()
+
+    def dup(v: Any) -> Any:
+        if isinstance(v, Tensor):
+            return v.clone()
+        if isinstance(v, list):
+            return list(v)
+        return copy.deepcopy(v)
+
+    return {"state": {k: {n: dup(v) for n, v in st.items()} for k, st in sd["state"].items()},
+            "param_groups": copy.deepcopy(sd["param_groups"])}
+
+
 def snapshot(tr) -> dict:
     """In-memory copy of a :class:`~kanpde.training.trainer.Trainer`'s state (NaN guard,
     interrupts); points are kept by reference (they are replaced, never modified)."""
     return {
         "model": {k: v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
                   for k, v in tr.model.state_dict().items()},
-        "optimizer": None if tr.optimizer is None
-        else copy.deepcopy(tr.optimizer.state_dict()),
+        "optimizer": None if tr.optimizer is None else copy_optimizer_state(tr.optimizer),
         "unknowns": {k: v.detach().clone() for k, v in tr.unknowns.items()},
         "points": tr.points, "generator": tr.generator.get_state(),
         "weights": copy.deepcopy(tr.weights.state_dict()),
