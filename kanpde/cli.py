@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kanpde.commands import add_commands
 
     add_commands(sub)
+    from kanpde.tune.command import add_parser as add_tune
+
+    add_tune(sub)
     bench.register(sub)
     return parser
 

@@ -216,5 +216,57 @@ def pykan_solver(recipe: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["Schedule", "SCHEDULES", "kan_solver", "mlp_solver", "kan_label", "mlp_label",
+# ------------------------------------------------------------------ tuning search spaces ---
+# Each knob: ("log", lo, hi) a log-uniform float, ("int", lo, hi) an integer, ("choice",
+# [...]) one of the listed values. "both" applies to every family; each family adds the
+# knobs its practitioners turn. A trial's time (--time-per-trial) is split between an Adam
+# stage (adam_fraction of it) and the following stage(s); the step counts are caps only.
+
+SEARCH_SPACES: dict[str, dict[str, dict[str, tuple]]] = {
+    "default": {
+        "both": {
+            "adam_lr": ("log", 1e-4, 3e-2),
+            "schedule": ("choice", ["constant", "exponential"]),
+            "adam_fraction": ("choice", [0.0, 0.1, 0.25, 0.5, 0.75]),
+            "second_stage": ("choice", ["lbfgs"]),
+            "residual_weight": ("log", 1e-4, 1.0),
+            "condition_weight": ("log", 0.1, 10.0),
+            "interior": ("choice", [500, 1000, 2000, 4000]),
+        },
+        "mlp": {
+            "depth": ("int", 1, 5),
+            "width": ("choice", [16, 32, 64, 100, 128]),
+            "activation": ("choice", ["tanh", "sin", "silu"]),
+        },
+        "kan": {
+            "depth": ("int", 1, 2),
+            "width": ("choice", [5, 8, 10, 16]),
+            "grid_size": ("choice", [3, 5, 10]),
+            "extensions": ("int", 0, 3),
+            "grid_eps": ("choice", [0.02, 0.5, 1.0]),
+            "spline_order": ("choice", [2, 3, 4]),
+        },
+    },
+    # smoke tests: small models and few points (seconds per trial)
+    "tiny": {
+        "both": {
+            "adam_lr": ("log", 1e-3, 3e-2),
+            "schedule": ("choice", ["constant", "exponential"]),
+            "adam_fraction": ("choice", [0.25, 0.5]),
+            "second_stage": ("choice", ["lbfgs"]),
+            "residual_weight": ("log", 1e-3, 1e-1),
+            "condition_weight": ("log", 0.5, 2.0),
+            "interior": ("choice", [100, 200]),
+        },
+        "mlp": {"depth": ("int", 1, 2), "width": ("choice", [8, 16]),
+                "activation": ("choice", ["tanh", "sin"])},
+        "kan": {"depth": ("int", 1, 1), "width": ("choice", [3, 5]),
+                "grid_size": ("choice", [3, 5]), "extensions": ("int", 0, 1),
+                "grid_eps": ("choice", [1.0]), "spline_order": ("choice", [3])},
+    },
+}
+"""Hyperparameter search spaces of ``kanpde tune`` (see :mod:`kanpde.tune.space`)."""
+
+
+__all__ = ["SEARCH_SPACES", "Schedule", "SCHEDULES", "kan_solver", "mlp_solver", "kan_label", "mlp_label",
            "DEEPXDE_RECIPE", "PYKAN_RECIPE", "deepxde_solver", "pykan_solver"]

@@ -1,0 +1,147 @@
+"""Search spaces of ``kanpde tune``: optuna trial -> solver configuration.
+
+The knobs and their ranges are data (:data:`kanpde.bench.budgets.SEARCH_SPACES`); this module
+turns one set of values into a TOML-like solver dict that :func:`kanpde.config.config_from_dict`
+accepts. Both families share the training knobs: the Adam learning rate and schedule, the
+split of the trial's time between Adam and the following stage(s), the residual and
+condition loss weights and the number of collocation points. The MLP adds depth, width and
+activation; the KAN adds depth and width, the grid schedule (initial ``G`` and the number of
+doublings ``G -> 2G``, one stage each, the knots moved to the activations before each) with
+its ``grid_eps``, and the spline order.
+
+A trial of ``T`` seconds gets an Adam stage capped at ``adam_fraction * T`` and, after it,
+L-BFGS stage(s) sharing the rest; step counts are generous caps, so time decides. The
+learning-rate schedules are constant or exponential (a decade every 5000 steps): schedules
+that need the stage's length in advance (cosine) do not fit a time cap. The parameter count
+of a configuration is that of its final model (after grid extensions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from kanpde.bench.budgets import SEARCH_SPACES
+
+FAMILIES = ("kan", "mlp")
+MAX_STEPS = 1_000_000
+"""Step cap of a time-capped stage (the time cap ends it first)."""
+
+
+def space(name: str, family: str) -> dict[str, tuple]:
+    """The knobs of ``family`` in the search space ``name`` (shared knobs first).
+
+    Raises:
+        ValueError: unknown space or family (one line naming both choices).
+    """
+    if name not in SEARCH_SPACES:
+        raise ValueError(f"--space: unknown search space {name!r}; choose one of "
+                         f"{', '.join(SEARCH_SPACES)}")
+    if family not in FAMILIES:
+        raise ValueError(f"--family: unknown model family {family!r}; choose one of "
+                         f"{', '.join(FAMILIES)}")
+    s = SEARCH_SPACES[name]
+    return {**s["both"], **s[family]}
+
+
+def suggest(trial: Any, knobs: Mapping[str, tuple]) -> dict[str, Any]:
+    """Draw one value per knob from an optuna ``trial``."""
+    values: dict[str, Any] = {}
+    for key, (kind, *args) in knobs.items():
+        if kind == "log":
+            values[key] = trial.suggest_float(key, args[0], args[1], log=True)
+        elif kind == "int":
+            values[key] = trial.suggest_int(key, args[0], args[1])
+        elif kind == "choice":
+            values[key] = trial.suggest_categorical(key, list(args[0]))
+        else:
+            raise ValueError(f"search space knob {key!r}: unknown kind {kind!r}")
+    return values
+
+
+def smallest(knobs: Mapping[str, tuple]) -> dict[str, Any]:
+    """The values giving the smallest model of a space (lowest depth, width, grid)."""
+    out: dict[str, Any] = {}
+    for key, (kind, *args) in knobs.items():
+        if kind == "choice":
+            opts = list(args[0])
+            out[key] = min(opts) if all(isinstance(o, int | float) for o in opts) else opts[0]
+        else:
+            out[key] = args[0]
+    return out
+
+
+def final_grid(values: Mapping[str, Any]) -> int:
+    """The KAN grid size after the grid extensions of ``values``."""
+    return int(values["grid_size"]) * 2 ** int(values.get("extensions", 0))
+
+
+def solver(family: str, values: Mapping[str, Any], time_s: float, seed: int,
+           name: str = "tuned") -> dict[str, Any]:
+    """The solver dict of one set of knob values, for a trial of ``time_s`` seconds."""
+    interior = int(values["interior"])
+    if family == "mlp":
+        model = {"kind": "mlp", "widths": [int(values["width"])] * int(values["depth"]),
+                 "activation": values["activation"], "normalize_inputs": True}
+    else:
+        model = {"kind": "kan", "widths": [int(values["width"])] * int(values["depth"]),
+                 "grid_size": int(values["grid_size"]),
+                 "spline_order": int(values["spline_order"]), "grid_range": [-1.0, 1.0],
+                 "normalize_inputs": True}
+    frac = float(values["adam_fraction"])
+    stages: list[dict[str, Any]] = []
+    if frac > 0:
+        adam: dict[str, Any] = {"optimizer": "adam", "steps": MAX_STEPS,
+                                "lr": float(values["adam_lr"]), "schedule": values["schedule"],
+                                "max_time_s": frac * time_s}
+        if values["schedule"] == "exponential":  # a decade of decay every 5000 steps
+            adam["gamma"] = 10 ** (-1 / 5000)
+        stages.append(adam)
+    n_second = 1 + int(values.get("extensions", 0)) if family == "kan" else 1
+    for i in range(n_second):
+        stage: dict[str, Any] = {"optimizer": values["second_stage"], "steps": MAX_STEPS,
+                                 "max_time_s": (1 - frac) * time_s / n_second}
+        if family == "kan":
+            stage.update(grid_update=True, grid_eps=float(values["grid_eps"]))
+            if i > 0:
+                stage["grid_extend"] = int(values["grid_size"]) * 2**i
+        stages.append(stage)
+    cond = float(values["condition_weight"])
+    return {
+        "name": name, "engine": "jet", "dtype": "float64", "seed": int(seed),
+        "max_time_s": time_s * 1.05 + 5.0,
+        "model": model,
+        "sampling": {"interior": interior, "boundary": max(interior // 5, 20),
+                     "method": "sobol"},
+        "weighting": {"kind": "fixed",
+                      "weights": {"residuals": float(values["residual_weight"]),
+                                  "conditions": cond}},
+        "stages": stages,
+        "evaluation": {"every": 0},
+        "checkpoint": {"every": 0},
+    }
+
+
+def reproducible(config: Mapping[str, Any], stages_run: list[Mapping[str, Any]]) -> dict:
+    """A trial's solver with the steps its stages actually ran instead of time caps, so that
+    ``kanpde solve`` with it repeats the trial's training (a stage that ran no step keeps one:
+    its grid events still happen)."""
+    out = {k: v for k, v in config.items() if k != "max_time_s"}
+    stages = []
+    for st, rec in zip(config["stages"], stages_run, strict=False):
+        st = {k: v for k, v in st.items() if k != "max_time_s"}
+        st["steps"] = max(int(rec.get("steps_run", 0)), 1)
+        stages.append(st)
+    out["stages"] = stages or config["stages"]
+    out["evaluation"] = {"every": max(sum(s["steps"] for s in stages) // 20, 1)}
+    return out
+
+
+def is_finite_number(v: Any) -> bool:
+    """Whether ``v`` is a finite int or float."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+__all__ = ["FAMILIES", "space", "suggest", "smallest", "final_grid", "solver",
+           "reproducible"]

@@ -1,0 +1,68 @@
+"""The score of a tuning trial: the PINN loss on fresh validation points.
+
+A user tuning a PINN does not have the solution, so a configuration is chosen by what can
+be computed without it: the residuals and condition misfits of the trained model on
+collocation and condition points that no trial trained on. The validation points are drawn
+once per study (uniform random, from the study's own seed) and kept, so every trial is
+scored on the same points. The score uses the problem's own weights (1 for each residual,
+each condition's ``weight``), not the trial's tuned loss weights, so that trials with
+different weights are compared on one scale:
+
+    L_val = sum_r mean_i r(x_i)^2 + sum_c weight_c mean_j c(y_j)^2.
+
+The error against an exact or reference solution is computed for the record only; it never
+enters the selection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from kanpde.config import SamplingConfig
+from kanpde.training.points import TrainingPoints, sample_points
+
+VALIDATION_SEED_OFFSET = 104_729
+"""Added to the study's seed for the validation points (fresh, never a trial's points)."""
+
+
+def validation_points(problem, seed: int, interior: int = 2000, boundary: int = 400,
+                      dtype: torch.dtype = torch.float64) -> TrainingPoints:
+    """The study's validation points: ``interior`` collocation points and ``boundary``
+    points per condition, uniform random from ``seed + VALIDATION_SEED_OFFSET``."""
+    gen = torch.Generator().manual_seed(int(seed) + VALIDATION_SEED_OFFSET)
+    cfg = SamplingConfig(interior=interior, boundary=boundary, method="uniform")
+    return sample_points(problem, cfg, gen, dtype, torch.device("cpu"))
+
+
+def validation_loss(problem, model: nn.Module, points: TrainingPoints,
+                    unknowns: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Per-term mean squared residuals on ``points`` and their weighted ``total``.
+
+    Args:
+        problem: the problem.
+        model: the trained model (float64).
+        points: from :func:`validation_points`.
+        unknowns: trained values of the problem's unknown parameters.
+
+    Returns:
+        ``{term: mean square, ..., "total": L_val}``; NaN when the model gives non-finite
+        values.
+    """
+    unk = None if not unknowns else {
+        k: torch.tensor(float(v), dtype=torch.float64) for k, v in unknowns.items()}
+    res = problem.residual_values(model, points.interior, engine="jet", unknowns=unk)
+    out = {k: float(r.detach().square().mean()) for k, r in res.items()}
+    total = sum(out.values())
+    for i, cond in enumerate(problem.conditions):
+        r = problem.condition_values(cond, model, points.conditions[i], engine="jet",
+                                     unknowns=unk)
+        out[cond.label(i)] = float(r.detach().square().mean())
+        total += float(cond.weight) * out[cond.label(i)]
+    out["total"] = float(total)
+    return out
+
+
+__all__ = ["VALIDATION_SEED_OFFSET", "validation_points", "validation_loss"]
