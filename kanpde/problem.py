@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from kanpde.conditions import Condition, ConditionPoints, Periodic
+from kanpde.conditions import Condition, ConditionPoints
 from kanpde.derivatives import (
     DerivativeRecorder,
     FieldView,
@@ -41,7 +41,7 @@ from kanpde.derivatives import (
     channel_matrices,
     compute_jet,
 )
-from kanpde.jet import Channels
+from kanpde.jet import Channels, Jet
 
 Residual = Callable[[Scope], Tensor]
 
@@ -53,7 +53,9 @@ class Problem:
     Attributes:
         name: short identifier.
         coords: coordinate names in tensor column order (time last when present).
-        domain: a :mod:`kanpde.geometry` domain of dimension ``len(coords)``.
+        domain: a :mod:`kanpde.geometry` domain of dimension ``len(coords)``; boxes,
+            intervals and space-time cylinders take their part names from ``coords`` and
+            ``time`` (:meth:`~kanpde.geometry.Domain.with_coords`).
         residuals: ``{name: r(s) -> (N,)}``: the PDE(s), zero for the solution.
         conditions: boundary, initial and data conditions.
         fields: output field names (model output columns).
@@ -102,6 +104,11 @@ class Problem:
         if self.time is not None and (self.time not in coords or coords[-1] != self.time):
             raise ProblemError(f"time coordinate {self.time!r} must be the last coordinate "
                                f"(coordinates: {', '.join(coords)})")
+        if hasattr(self.domain, "with_coords"):  # part names follow the coordinate names
+            try:
+                object.__setattr__(self, "domain", self.domain.with_coords(coords, self.time))
+            except ValueError as err:
+                raise ProblemError(str(err)) from err
         if not self.residuals:
             raise ProblemError("problem has no residuals")
         for key, fn in self.residuals.items():
@@ -109,7 +116,7 @@ class Problem:
                 raise ProblemError(f"residual {key!r} is not callable")
         if not self.conditions and not self.unknowns and self.transform is None:
             raise ProblemError("problem has no conditions (boundary, initial or data)")
-        conds = tuple(dataclasses.replace(c, coords=coords) if isinstance(c, Periodic) else c
+        conds = tuple(c.bind(coords, self.time) if isinstance(c, Condition) else c
                       for c in self.conditions)
         for c in conds:
             if not isinstance(c, Condition):
@@ -177,16 +184,30 @@ class Problem:
         ``order`` 0 computes values only, 1 adds gradients, 2 adds the problem's channels.
         """
         if order == 0:
-            value = model(x)
-            jet = None
+            return self.scope_of(x, model(x), unknowns=unknowns, normals=normals)
+        second = (channels if channels is not None else self.channels(x)) if order == 2 \
+            else None
+        return self.scope_of(x, compute_jet(model, x, second, engine), unknowns=unknowns,
+                             normals=normals)
+
+    def scope_of(self, x: Tensor, field: Jet | Tensor, *,
+                 unknowns: Mapping[str, Tensor] | None = None,
+                 normals: Tensor | None = None) -> Scope:
+        """The :class:`Scope` of given field values at ``x``.
+
+        Args:
+            x: ``(N, d)`` points.
+            field: a :class:`~kanpde.jet.Jet` whose channels are the problem's
+                (:meth:`channels`) or first-order only, or just the values ``(N, m)`` (then
+                asking for a derivative is an error).
+            unknowns, normals: as in :meth:`scope`.
+        """
+        if isinstance(field, Jet):
+            keys = self._keys if field.channels.count else []  # type: ignore[attr-defined]
+            source = JetDerivatives(self.coords, self.time, self.fields, field, keys)
+            value = field.value
         else:
-            second = (channels if channels is not None else self.channels(x)) if order == 2 \
-                else None
-            jet = compute_jet(model, x, second, engine)
-            value = jet.value
-        source = (JetDerivatives(self.coords, self.time, self.fields, jet,
-                                 self._keys if order == 2 else [])  # type: ignore[attr-defined]
-                  if jet is not None else _NoDerivatives(self.coords, self.time))
+            source, value = _NoDerivatives(self.coords, self.time), field
         views = {f: FieldView(f, value[:, j], source) for j, f in enumerate(self.fields)}
         return Scope(x, self.coords, views, self.parameters(x, unknowns), normals)
 
@@ -338,8 +359,12 @@ def check_problem(problem: Problem, n: int = 8) -> None:
     model = KAN([len(problem.coords), 3, len(problem.fields)], grid_size=3)
     problem.residual_values(model, x)
     for i, cond in enumerate(problem.conditions):
-        pts = cond.sample(problem.domain, n, gen)
-        out = problem.condition_values(cond, model, pts)
+        try:
+            pts = cond.sample(problem.domain, n, gen)
+            out = problem.condition_values(cond, model, pts)
+        except ProblemError as err:
+            raise ProblemError(f"condition {cond.label(i)} ({type(cond).__name__}): "
+                               f"{err}") from err
         if not isinstance(out, Tensor) or out.ndim != 1:
             raise ProblemError(f"condition {cond.label(i)} returned "
                                f"{getattr(out, 'shape', type(out).__name__)}, expected (n,)")

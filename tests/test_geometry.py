@@ -78,6 +78,52 @@ def test_interval() -> None:
     assert iv.on_boundary(torch.tensor([[-1.0], [0.0]], dtype=F64)).tolist() == [True, False]
 
 
+def test_interval_part_names_follow_the_coordinate() -> None:
+    t = Interval(0.0, 15.0, time="t")
+    assert t.boundary_parts == ("t_min", "t_max")
+    assert t.part_index("initial") == 0 and t.part_index("final") == 1
+    assert t.part_index("left") == 0 and t.part_index("t_max") == 1
+    start = t.sample_boundary(8, gen(), parts="initial")
+    assert bool((start.points == 0.0).all()) and bool((start.normals == -1.0).all())
+    assert t.part_measure("final") == 1.0
+    s = Interval(-1.0, 1.0, coord_names=("s",))
+    assert s.boundary_parts == ("s_min", "s_max") and s.part_index("right") == 1
+    with pytest.raises(ValueError, match="unknown boundary part 'initial'.*valid: s_min"):
+        s.sample_boundary(4, gen(), parts="initial")
+    assert Interval(0.0, 1.0).boundary_parts == ("left", "right")  # x keeps its names
+    named = Interval(0.0, 15.0).with_coords(("t",), "t")
+    assert named.boundary_parts == ("t_min", "t_max") and named.part_index("initial") == 0
+    assert named.with_coords(("t",), "t") is named
+    x = Interval(0.0, 1.0)
+    assert x.with_coords(("x",)) is x
+    with pytest.raises(ValueError, match=r"names its coordinates \(s\).*\(x\)"):
+        s.with_coords(("x",))
+    with pytest.raises(ValueError, match="time 'x' is not the interval's coordinate 't'"):
+        Interval(0.0, 1.0, coord_names=("t",), time="x")
+
+
+def test_box_with_coords_names_parts_and_makes_time_a_cylinder() -> None:
+    box = Box([0, 0], [1, 2]).with_coords(("x", "y"))
+    assert box.boundary_parts == ("x_min", "x_max", "y_min", "y_max")
+    assert box.part_index("x1_max") == 3  # positional names stay accepted
+    named = Box([0, 0], [1, 1], coord_names=("x", "y"))
+    assert named.with_coords(("x", "y")) is named
+    with pytest.raises(ValueError, match="names its coordinates"):
+        named.with_coords(("a", "b"))
+    st = Box([0.0, 0.0], [1.0, 2.0]).with_coords(("x", "t"), "t")
+    assert isinstance(st, SpaceTime) and (st.t0, st.t1) == (0.0, 2.0)
+    assert st.boundary_parts == ("initial", "final", "x_min", "x_max")
+    assert st.part_index("t_min") == 0 and st.part_index("t_max") == 1
+    assert st.measure == pytest.approx(2.0)
+    lateral = st.sample_lateral(100, gen())  # "boundary" of a cylinder: never t0 or t1
+    assert bool((lateral.points[:, 0] * (1 - lateral.points[:, 0]) == 0).all())
+    ode = Box([0.0], [3.0]).with_coords(("t",), "t")
+    assert isinstance(ode, Interval) and ode.part_index("initial") == 0
+    cyl = SpaceTime(Interval(0.0, 1.0), 0.0, 1.0).with_coords(("x", "tau"), "tau")
+    assert cyl.boundary_parts == ("initial", "final", "left", "right")
+    assert cyl.part_index("tau_max") == 1 and cyl.part_index("x_min") == 2
+
+
 def test_box_2d_parts_inside_and_boundary() -> None:
     box = Box([0.0, -1.0], [2.0, 1.0], coord_names=("x", "y"))
     assert box.boundary_parts == ("x_min", "x_max", "y_min", "y_max")
@@ -517,7 +563,7 @@ def test_mesh_errors(tmp_path: Path) -> None:
         MeshDomain.from_file(garbage)
     lines = tmp_path / "lines.vtu"
     meshio.write(lines, meshio.Mesh(SQUARE_PTS, [("line", SQUARE_LINES)]))
-    with pytest.raises(ValueError, match=r"lines\.vtu.*no triangle or tetra cells.*line"):
+    with pytest.raises(ValueError, match=r"lines\.vtu.*no triangle, quad, tetra.*line"):
         MeshDomain.from_file(lines)
     with pytest.raises(ValueError, match="degenerate"):
         MeshDomain(np.array([[0, 0], [1, 0], [2, 0]], dtype=float), np.array([[0, 1, 2]]))

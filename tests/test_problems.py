@@ -106,6 +106,7 @@ EXPECTED_CHANNELS: dict[str, set[tuple]] = {
     "poisson_mesh": {("lap", ("x", "y"))},
     "poisson_nd": {("lap", ALL_COORDS)},
     "poisson_inverse": {("lap", ("x", "y"))},
+    "oscillator_ode": {("d", ("t", "t"))},
 }
 """The second-order channels each PDE needs, and no more (each channel costs a jet pass)."""
 

@@ -136,13 +136,42 @@ class Domain(ABC):
             raise NotImplementedError(f"{type(self).__name__}: boundary measure is not available")
         return float(sum(float(p.measure.sum()) for p in self._pieces()))
 
+    def part_measure(self, parts: Sequence[str] | str) -> float:
+        """Measure (length, area) of the named boundary parts (aliases allowed).
+
+        Args:
+            parts: a part name or names, as for :meth:`sample_boundary`.
+        """
+        if self._filtered:
+            raise NotImplementedError(f"{type(self).__name__}: part measures are not available")
+        selected = torch.tensor(self._resolve_parts(parts), dtype=torch.long)
+        return float(sum(float(p.measure[torch.isin(p.part, selected)].sum())
+                         for p in self._pieces()))
+
     # ----------------------------------------------------------------- parts
     def part_index(self, name: str) -> int:
-        """Index of boundary part ``name`` in ``boundary_parts``."""
+        """Index of boundary part ``name`` (or of the one part an alias names)."""
         idx = self._resolve_parts([name])
-        if len(idx) != 1 or name not in self.boundary_parts:
+        if len(idx) != 1:
             raise ValueError(f"{name!r} is an alias of several parts of {self!r}")
         return idx[0]
+
+    # ----------------------------------------------------------------- coordinates
+    def with_coords(self, coords: Sequence[str], time: str | None = None) -> Domain:
+        """This domain as seen by a problem with coordinates ``coords`` (time last, ``time``).
+
+        Domains whose part names come from coordinate names (boxes, intervals, space-time
+        cylinders) return a copy whose part names follow ``coords``; the others return
+        ``self``. :class:`~kanpde.problem.Problem` calls this with its own coordinates.
+
+        Args:
+            coords: the problem's coordinate names, ``len(coords) == dim``.
+            time: the name of the time coordinate (the last one), or ``None``.
+
+        Raises:
+            ValueError: the domain names its coordinates differently.
+        """
+        return self
 
     def _resolve_parts(self, parts: Sequence[str] | str | None) -> list[int]:
         if parts is None:

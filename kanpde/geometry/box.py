@@ -132,27 +132,123 @@ class Box(Domain):
     def _interior_map(self) -> tuple[int, Callable[[Tensor], Tensor]]:
         return self.dim, lambda u: self.lo + u * self._ext
 
+    def with_coords(self, coords: Sequence[str], time: str | None = None) -> Domain:
+        """This box with part names ``"<c>_min", "<c>_max"`` from ``coords``.
+
+        A box whose last coordinate is the time ``time`` becomes the space-time cylinder
+        ``Box(space) x [t0, t1]`` (:class:`~kanpde.geometry.SpaceTime`, parts ``"initial"``,
+        ``"final"`` and the spatial faces, ``"<time>_min"``/``"<time>_max"`` as aliases); a
+        one-dimensional box in time becomes an :class:`Interval` in time. An unnamed box keeps
+        its positional names ``"x0_min", ...`` as aliases.
+
+        Raises:
+            ValueError: the box names its coordinates differently from ``coords``.
+        """
+        coords = _check_coords(self, coords, time)
+        if time is not None:
+            lo, hi = self.lo.tolist(), self.hi.tolist()
+            if self.dim == 1:
+                return Interval(lo[0], hi[0], coords, time=time)
+            from kanpde.geometry.spacetime import SpaceTime
+
+            return SpaceTime(Box(lo[:-1], hi[:-1], coords[:-1]), lo[-1], hi[-1], time=time)
+        if self.coord_names == coords:
+            return self
+        named = Box(self.lo, self.hi, coords)
+        named._part_aliases = {
+            f"x{i}_{side}": (f"{c}_{side}",)
+            for i, c in enumerate(coords)
+            for side in ("min", "max")
+            if f"x{i}_{side}" not in named.boundary_parts
+        }
+        return named
+
     def __repr__(self) -> str:
         return f"Box(lo={self.lo.tolist()}, hi={self.hi.tolist()})"
 
 
-class Interval(Box):
-    """The interval ``[a, b]`` (``d = 1``).
+def _check_coords(dom: Box, coords: Sequence[str], time: str | None) -> tuple[str, ...]:
+    """``coords`` as a tuple, checked against the dimension and names of ``dom``."""
+    coords = tuple(coords)
+    if len(coords) != dom.dim:
+        raise ValueError(f"{dom!r} has dimension {dom.dim} but {len(coords)} coordinates "
+                         f"are named ({', '.join(coords)})")
+    if dom.coord_names is not None and dom.coord_names != coords:
+        raise ValueError(f"{dom!r} names its coordinates ({', '.join(dom.coord_names)}) but "
+                         f"the problem's are ({', '.join(coords)})")
+    if time is not None and coords[-1] != time:
+        raise ValueError(f"time coordinate {time!r} must be the last coordinate "
+                         f"(coordinates: {', '.join(coords)})")
+    return coords
 
-    Its boundary is the two endpoints, parts ``"left"`` (normal ``-1``) and ``"right"``
-    (normal ``+1``); ``"x_min"``/``"x_max"`` are accepted as aliases. Each endpoint has
-    boundary measure 1, so boundary sampling returns the endpoints in equal proportion.
+
+class Interval(Box):
+    """The interval ``[a, b]`` (``d = 1``) of the coordinate ``c``.
+
+    Its boundary is the two endpoints, each of boundary measure 1 (boundary sampling returns
+    them in equal proportion), normals ``-1`` and ``+1``. Part names follow the coordinate:
+
+    =====================  ==============================  ===============================
+    coordinate             parts                           aliases
+    =====================  ==============================  ===============================
+    ``x`` (the default)    ``"left"``, ``"right"``         ``"x_min"``, ``"x_max"``
+    any other ``c``        ``"c_min"``, ``"c_max"``        ``"left"``, ``"right"``
+    the time ``t``         ``"t_min"``, ``"t_max"``        ``"initial"``, ``"final"``,
+                                                           ``"left"``, ``"right"``
+    =====================  ==============================  ===============================
+
+    A time-only interval is the domain of an ODE in time: ``Initial`` and ``InitialRate``
+    conditions sample its ``"initial"`` end. A :class:`~kanpde.problem.Problem` renames an
+    unnamed interval after its coordinate (and marks it as time when it is the problem's
+    ``time``) through :meth:`with_coords`.
 
     Args:
         a: left end.
         b: right end, ``b > a``.
+        coord_names: the coordinate's name as a 1-tuple (default ``("x",)``, or ``(time,)``).
+        time: the coordinate's name when it is time (adds ``"initial"``/``"final"``).
     """
 
-    def __init__(self, a: float, b: float) -> None:
-        super().__init__([a], [b], coord_names=("x",))
+    def __init__(
+        self,
+        a: float,
+        b: float,
+        coord_names: Sequence[str] | None = None,
+        *,
+        time: str | None = None,
+    ) -> None:
+        if coord_names is not None and (isinstance(coord_names, str) or len(coord_names) != 1):
+            raise ValueError(f"coord_names of an interval must be one name in a tuple, "
+                             f"e.g. ('t',), got {coord_names!r}")
+        name = coord_names[0] if coord_names is not None else (time or "x")
+        if time is not None and time != name:
+            raise ValueError(f"time {time!r} is not the interval's coordinate {name!r}")
+        super().__init__([a], [b], coord_names=(name,))
         self.a, self.b = float(a), float(b)
-        self.boundary_parts = ("left", "right")
-        self._part_aliases = {"x_min": ("left",), "x_max": ("right",)}
+        self.coord_names = None if coord_names is None and time is None else (name,)
+        self.time = time
+        if name == "x":
+            self.boundary_parts = ("left", "right")
+            aliases = {"x_min": ("left",), "x_max": ("right",)}
+        else:
+            lo, hi = f"{name}_min", f"{name}_max"
+            self.boundary_parts = (lo, hi)
+            aliases = {"left": (lo,), "right": (hi,)}
+        if time is not None:
+            aliases = {"initial": (self.boundary_parts[0],),
+                       "final": (self.boundary_parts[1],), **aliases}
+        self._part_aliases = aliases
+
+    def with_coords(self, coords: Sequence[str], time: str | None = None) -> Interval:
+        """This interval named after ``coords[0]``, in time when it is ``time``."""
+        coords = _check_coords(self, coords, time)
+        time = time if time is not None else self.time
+        if (self.coord_names or ("x",)) == coords and self.time == time:
+            return self
+        return Interval(self.a, self.b, coords, time=time)
 
     def __repr__(self) -> str:
-        return f"Interval({self.a}, {self.b})"
+        if self.coord_names is None:
+            return f"Interval({self.a}, {self.b})"
+        when = "" if self.time is None else f", time={self.time!r}"
+        return f"Interval({self.a}, {self.b}, coord_names={self.coord_names!r}{when})"

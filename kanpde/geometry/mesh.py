@@ -1,15 +1,21 @@
-"""Domains given by simplicial meshes: triangles in 2-D, tetrahedra in 3-D (read with meshio).
+"""Domains given by meshes (read with meshio), held as triangles in 2-D and tetrahedra in 3-D.
+
+Files may mix every linear Gmsh cell type: triangles and quadrilaterals in 2-D; tetrahedra,
+hexahedra, prisms (``wedge``) and pyramids in 3-D. Non-simplicial cells are split into
+simplices conformingly (:mod:`kanpde.geometry._cells`), so no cell is dropped and the faces
+between cells of different types stay interior. Any other cell type, second-order cells
+included, is refused with one line naming it and the file.
 
 The boundary is the set of facets (edges in 2-D, triangles in 3-D) that belong to exactly one
 cell; each facet's outward normal points away from the opposite vertex of its cell.
 
 Named boundary parts come from integer facet tags (``cell_data["gmsh:physical"]`` on the
-line/triangle facet blocks, named through ``field_data`` as Gmsh writes them, or through
-``boundary_names``; an unnamed tag ``7`` becomes part ``"tag7"``) and from meshio
-``cell_sets`` on facet blocks. Tagged facets that are not boundary facets (interfaces) are
-ignored. Boundary facets covered by no group form the part ``"boundary"``; when every facet
-is covered, ``"boundary"`` is instead an alias for all parts (accepted by ``parts=`` and
-``on_boundary(part=...)``, but not listed in ``boundary_parts``).
+facet blocks: lines in 2-D, triangles and quads in 3-D; named through ``field_data`` as Gmsh
+writes them, or through ``boundary_names``; an unnamed tag ``7`` becomes part ``"tag7"``)
+and from meshio ``cell_sets`` on facet blocks. Tagged facets that are not boundary facets
+(interfaces) are ignored. Boundary facets covered by no group form the part ``"boundary"``;
+when every facet is covered, ``"boundary"`` is instead an alias for all parts (accepted by
+``parts=`` and ``on_boundary(part=...)``, but not listed in ``boundary_parts``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kanpde.geometry._cells import CELL_DIM, mesh_dimension, split_facets, to_simplices
 from kanpde.geometry._locate import CellLocator, simplex_volume
 from kanpde.geometry._simplex import (
     chunked,
@@ -62,8 +69,10 @@ class MeshDomain(Domain):
     sorted-uniform spacings for tetrahedra); QMC methods use rejection from the bounding box.
     Boundary sampling picks facets by area. ``inside`` locates points in cells through a
     bucket grid. ``normal`` returns the normal of the nearest boundary facet. The ``mesh``
-    attribute is a :class:`meshio.Mesh` with the points ``(P, d)`` and cells, for exporting
-    fields on the mesh.
+    attribute is a :class:`meshio.Mesh` with the points ``(P, d)`` and simplices, for
+    exporting fields on the mesh; ``source_cells`` counts the cells of the source mesh by type
+    (:meth:`from_meshio` splits quads, hexahedra, prisms and pyramids, adding a centroid
+    vertex to each hexahedron and prism).
 
     Args:
         points: vertex coordinates ``(P, d)``, ``d`` in ``{2, 3}``.
@@ -97,6 +106,8 @@ class MeshDomain(Domain):
         self.points = torch.from_numpy(pts.copy())
         self.cells = torch.from_numpy(cel.copy())
         self.mesh = meshio.Mesh(pts.copy(), [(_CELL[d][0], cel.copy())])
+        #: cells of the source mesh by type, before splitting into simplices
+        self.source_cells: dict[str, int] = {_CELL[d][0]: int(cel.shape[0])}
         used = self.points[torch.unique(self.cells)]
         self.bbox = (used.min(dim=0).values, used.max(dim=0).values)
         verts = self.points[self.cells]  # (C, d+1, d)
@@ -159,25 +170,19 @@ class MeshDomain(Domain):
         """Build from a :class:`meshio.Mesh`.
 
         Args:
-            mesh: the mesh; tetra cells make a 3-D domain, otherwise triangle cells a 2-D one
-                (a zero third coordinate is dropped).
+            mesh: the mesh; 3-D cells (tetra, hexahedron, wedge, pyramid) make a 3-D domain,
+                otherwise 2-D cells (triangle, quad) a 2-D one (a zero third coordinate is
+                dropped). Quads, hexahedra, prisms and pyramids are split into simplices.
             boundary_names: names of integer facet tags, overriding ``field_data`` names.
             tag_data: name of the integer cell data that tags facets.
             source: file name for error messages.
 
         Raises:
-            ValueError: no triangle/tetra cells, or non-planar triangles.
+            ValueError: a cell type that is not a linear cell (second-order cells included),
+                no 2-D/3-D cells, or 2-D cells off the plane.
         """
         where = "mesh" if source is None else f"mesh file '{source}'"
-        types = [c.type for c in mesh.cells]
-        if "tetra" in types:
-            d = 3
-        elif "triangle" in types:
-            d = 2
-        else:
-            found = ", ".join(sorted(set(types))) or "none"
-            raise ValueError(f"{where}: no triangle or tetra cells (found: {found})")
-        cell_type, facet_type = _CELL[d]
+        d = mesh_dimension([c.type for c in mesh.cells], where)
         pts = np.asarray(mesh.points, dtype=np.float64)
         if pts.shape[1] < d:
             raise ValueError(f"{where}: points have {pts.shape[1]} coordinates, need {d}")
@@ -185,11 +190,16 @@ class MeshDomain(Domain):
             extra = np.abs(pts[:, d:]).max()
             if extra > 1e-12 * max(1.0, float(np.abs(pts[:, :d]).max())):
                 raise ValueError(
-                    f"{where}: {cell_type} cells with non-zero extra coordinates "
+                    f"{where}: 2-D cells with non-zero extra coordinates "
                     "(surface meshes are not supported)"
                 )
             pts = pts[:, :d]
-        cells = np.concatenate([c.data for c in mesh.cells if c.type == cell_type])
+        blocks = [(c.type, np.asarray(c.data)) for c in mesh.cells]
+        pts, cells = to_simplices(pts, blocks, d)
+        counts = {}
+        for kind, data in blocks:
+            if CELL_DIM[kind] == d:
+                counts[kind] = counts.get(kind, 0) + int(data.shape[0])
         names: dict[int, str] = {}
         for name, val in (mesh.field_data or {}).items():
             val = np.asarray(val).reshape(-1)
@@ -198,21 +208,25 @@ class MeshDomain(Domain):
         names.update({int(k): str(v) for k, v in (boundary_names or {}).items()})
         tags: dict[str, list[np.ndarray]] = {}
         for b, block in enumerate(mesh.cells):
-            if block.type != facet_type or tag_data not in mesh.cell_data:
+            if CELL_DIM[block.type] != d - 1 or tag_data not in mesh.cell_data:
                 continue
-            values = np.asarray(mesh.cell_data[tag_data][b]).reshape(-1).astype(np.int64)
+            facets, row = split_facets(block.type, block.data)
+            values = np.asarray(mesh.cell_data[tag_data][b]).reshape(-1).astype(np.int64)[row]
             for tag in np.unique(values):
                 tags.setdefault(names.get(int(tag), f"tag{tag}"), []).append(
-                    block.data[values == tag]
+                    facets[values == tag]
                 )
         for set_name, per_block in (mesh.cell_sets or {}).items():
             if set_name.startswith("gmsh:"):
                 continue
             for block, idx in zip(mesh.cells, per_block, strict=False):
-                if block.type == facet_type and idx is not None and len(idx):
-                    tags.setdefault(str(set_name), []).append(block.data[np.asarray(idx)])
+                if CELL_DIM[block.type] == d - 1 and idx is not None and len(idx):
+                    facets, _ = split_facets(block.type, np.asarray(block.data)[np.asarray(idx)])
+                    tags.setdefault(str(set_name), []).append(facets)
         merged = {k: np.concatenate(v) for k, v in tags.items()}
-        return cls(pts, cells, merged, source=source)
+        dom = cls(pts, cells, merged, source=source)
+        dom.source_cells = counts
+        return dom
 
     @classmethod
     def from_file(
@@ -232,7 +246,8 @@ class MeshDomain(Domain):
 
         Raises:
             FileNotFoundError: the file does not exist.
-            ValueError: the file cannot be read or has no triangle/tetra cells.
+            ValueError: the file cannot be read, has a cell type that is not understood, or
+                has no 2-D/3-D cells.
         """
         p = Path(path)
         if not p.is_file():
@@ -300,4 +315,6 @@ class MeshDomain(Domain):
 
     def __repr__(self) -> str:
         src = "" if self.source is None else f"'{self.source}', "
-        return f"MeshDomain({src}{self.cells.shape[0]} cells, dim={self.dim})"
+        kinds = " + ".join(f"{n} {k}" for k, n in self.source_cells.items())
+        split = "" if set(self.source_cells) == {_CELL[self.dim][0]} else f" from {kinds}"
+        return f"MeshDomain({src}{self.cells.shape[0]} cells{split}, dim={self.dim})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -33,13 +33,18 @@ class SpaceTime(Domain):
     the space's boundary pieces plus one time coordinate (candidates are filtered when the
     space has no volume map or is a CSG domain).
 
+    When the time coordinate is named (``time``, or by a problem through
+    :meth:`with_coords`), ``"<time>_min"`` and ``"<time>_max"`` are aliases of ``"initial"``
+    and ``"final"``.
+
     Args:
         space: the spatial domain.
         t0: initial time.
         t1: final time, ``t1 > t0``.
+        time: name of the time coordinate, or ``None``.
     """
 
-    def __init__(self, space: Domain, t0: float, t1: float) -> None:
+    def __init__(self, space: Domain, t0: float, t1: float, *, time: str | None = None) -> None:
         if not isinstance(space, Domain):
             raise ValueError(f"space must be a Domain, got {type(space).__name__}")
         t0, t1 = float(t0), float(t1)
@@ -56,6 +61,11 @@ class SpaceTime(Domain):
         self._part_aliases = {
             k: v for k, v in space._part_aliases.items() if k not in ("initial", "final")
         }
+        self.time = time
+        if time is not None:
+            for side, part in (("min", "initial"), ("max", "final")):
+                if f"{time}_{side}" not in self.boundary_parts:
+                    self._part_aliases[f"{time}_{side}"] = (part,)
         self._is_box = isinstance(space, Box)
         self._filtered = space._filtered or space._interior_map() is None
 
@@ -140,6 +150,26 @@ class SpaceTime(Domain):
             return torch.cat([pts, t], dim=1), torch.cat([nrm, torch.zeros_like(t)], dim=1)
 
         return PieceSet(ps.measure * dt, ps.part + 2, p + 1, mapper, ps.flip)
+
+    def with_coords(self, coords: Sequence[str], time: str | None = None) -> SpaceTime:
+        """This cylinder with the space named by ``coords[:-1]`` and time by ``coords[-1]``.
+
+        Raises:
+            ValueError: the space names its coordinates differently.
+        """
+        coords = tuple(coords)
+        if len(coords) != self.dim:
+            raise ValueError(f"{self!r} has dimension {self.dim} but {len(coords)} "
+                             f"coordinates are named ({', '.join(coords)})")
+        name = coords[-1]
+        for given in (time, self.time):
+            if given not in (None, name):
+                raise ValueError(f"{self!r}: time {given!r} must be the last coordinate "
+                                 f"(coordinates: {', '.join(coords)})")
+        space = self.space.with_coords(coords[:-1], None)
+        if space is self.space and name == self.time:
+            return self
+        return SpaceTime(space, self.t0, self.t1, time=name)
 
     # ------------------------------------------------------------ conveniences
     def sample_initial(
