@@ -25,7 +25,7 @@ def _bench(tmp_path: Path, *args: str) -> int:
 
 def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = _bench(tmp_path, "suite", "--problems", "poisson2d_sinsin", "--budget", "quick",
-                  "--seeds", "0", "1")
+                  "--seeds", "0", "1", "--no-tuned")
     assert code == 0
     res = tmp_path / "res"
     doc = json.loads((res / "suite.json").read_text())
@@ -50,8 +50,29 @@ def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture
     # a second call reuses every finished run: nothing is trained again
     capsys.readouterr()
     assert _bench(tmp_path, "suite", "--problems", "poisson2d_sinsin", "--budget", "quick",
-                  "--seeds", "0", "1") == 0
+                  "--seeds", "0", "1", "--no-tuned") == 0
     assert "params" not in capsys.readouterr().err  # no per-run training line
+
+
+def test_suite_tunes_both_families_with_equal_effort(tmp_path: Path) -> None:
+    import csv
+
+    assert _bench(tmp_path, "suite", "--problems", "poisson2d_sinsin", "--budget", "quick",
+                  "--seeds", "0") == 0
+    doc = json.loads((tmp_path / "res" / "suite.json").read_text())
+    tuned = {r["label"]: r for r in doc["rows"] if r["label"].endswith("-tuned")}
+    assert set(tuned) == {"kan-tuned", "mlp-tuned"}
+    effort = budgets.TUNE_BUDGETS["quick"]
+    studies = tmp_path / "runs" / "suite-quick" / "tune" / "poisson2d_sinsin"
+    for label in tuned:
+        with (studies / label / "trials.csv").open() as fh:
+            trials = list(csv.DictReader(fh))
+        assert len(trials) == effort["trials"]  # the same number of trials per family
+        info = json.loads((studies / label / "tune.json").read_text())["study"]
+        assert info["time_per_trial"] == effort["time_per_trial"]  # and the same time each
+    (v,) = doc["tuned_verdicts"]
+    assert v["lower_error"] in ("KAN", "MLP", "overlap")
+    assert "Tuned KAN vs tuned MLP" in (tmp_path / "res" / "suite.md").read_text()
 
 
 def test_interrupted_bench_keeps_finished_runs_and_continues(
@@ -156,24 +177,40 @@ def test_matched_views_pick_the_smallest_model_reaching_the_target() -> None:
     assert "not reached (best 6.00e-04, kan[5]G10)" in text
 
 
-def test_claim_verdict_ratios() -> None:
-    records = [
-        {**_kan_record("poisson2d_paper", "kan[10]", s, [(5, 300, 1e-2), (40, 1350, 1e-4)]),
-         "n_params": 1350, "mse": m, "h1_mse": 10 * m, "l2_rel": 1e-4, "wall_time_s": 100.0,
-         "grid_size": [40, 40], "depth": 2, "width": 10}
-        for s, m in ((0, 1e-8), (1, 3e-8), (2, 2e-8))]
-    records += [{"problem": "poisson2d_paper", "label": f"mlp{d}x{w}", "model": "mlp",
-                 "seed": 0, "n_params": n, "mse": m, "h1_mse": 10 * m, "l2_rel": 1e-2,
-                 "wall_time_s": 50.0, "depth": d, "width": w}
-                for d, w, n, m in ((4, 100, 20601, 2e-6), (5, 10, 371, 1e-6))]
-    table = claim.rows(records)
-    assert table[0]["model"].startswith("KAN [2,10,1] G=5")
-    v = claim.verdict(table)
-    assert v["vs_mlp_4x100"]["mse_ratio_mlp_over_kan"] == pytest.approx(100.0)
-    assert v["vs_mlp_4x100"]["params_ratio_mlp_over_kan"] == pytest.approx(20601 / 1350)
-    assert v["vs_best_mlp"]["model"] == "MLP depth 5 width 10"
-    assert v["vs_best_mlp"]["time_ratio_kan_over_mlp"] == pytest.approx(2.0)
-    assert v["kan_mse_worst_seed"] == pytest.approx(3e-8)
+def test_claim_rows_and_verdict_pairs() -> None:
+    kan = [{**_kan_record("poisson2d_paper", "kan[10]-paper-recipe", s,
+                          [(5, 300, 1e-2), (40, 1350, 1e-4)]),
+            "n_params": 1350, "mse": m, "h1_mse": 10 * m, "l2_rel": 1e-4,
+            "wall_time_s": 100.0, "cpu_time_s": 90.0, "grid_size": [40, 40], "status": "ok",
+            "family": "kan", "row": "KAN paper recipe"}
+           for s, m in ((0, 1e-8), (1, 3e-8), (2, 2e-8))]
+    mlp = [{"problem": "poisson2d_paper", "label": label, "model": "mlp", "family": "mlp",
+            "seed": 0, "n_params": n, "mse": m, "h1_mse": 10 * m, "l2_rel": 1e-2,
+            "wall_time_s": t, "cpu_time_s": t, "status": "ok", "row": label}
+           for label, n, m, t in (("mlp4x100-deepxde-recipe", 30701, 2e-6, 50.0),
+                                  ("mlp4x100-deepxde", 30701, 4e-6, 200.0))]
+    tuned = [{"problem": "poisson2d_paper", "label": label, "model": fam, "family": fam,
+              "seed": 0, "n_params": n, "mse": m, "l2_rel": 1e-3, "wall_time_s": 300.0,
+              "cpu_time_s": 290.0, "status": "ok", "row": label}
+             for label, fam, n, m in (("kan[10]-tuned", "kan", 600, 1e-9),
+                                      ("mlp4x100-tuned", "mlp", 30701, 1e-10))]
+    table = claim.rows(kan + mlp + tuned)
+    assert table[0]["label"] == "kan[10]-paper-recipe@G5" and table[0]["seeds"] == 3
+    by = {r["label"]: r for r in table}
+    assert by["kan[10]-paper-recipe"]["mse"]["median"] == pytest.approx(2e-8)
+    v = {p["pair"]: p for p in claim.verdict(table)}
+    paper = v["the paper's models, each with its community's recipe"]
+    assert paper["more_accurate"] == "KAN"
+    assert paper["mse_ratio_mlp_over_kan"] == pytest.approx(100.0)
+    assert paper["params_ratio_mlp_over_kan"] == pytest.approx(30701 / 1350)
+    assert paper["time_ratio_kan_over_mlp"] == pytest.approx(2.0)
+    equal = v["the paper's models, both tuned with the same effort"]
+    assert equal["more_accurate"] == "MLP"
+    assert equal["mse_ratio_mlp_over_kan"] == pytest.approx(0.1)
+    anchor = v["DeepXDE's own run over kanpde's run of its recipe"]
+    assert anchor["mse_ratio_deepxde_over_kanpde"] == pytest.approx(2.0)
+    text = claim.markdown(table, list(v.values()), "quick", "cmd")
+    assert "the **MLP** is more accurate" in text and "DeepXDE's MSE is 2x kanpde's" in text
 
 
 def test_suite_verdicts_need_non_overlapping_ranges() -> None:

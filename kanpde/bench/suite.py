@@ -3,6 +3,10 @@
 For each problem a ``[d, 10, m]`` KAN (cubic splines, grid G = 5 -> 10 -> 20 by extension in
 the ``full`` budget) and a ``[d, 32, 32, m]`` tanh MLP are trained on the same points with the
 same optimiser stages and step counts (:mod:`kanpde.bench.budgets`), over several seeds.
+Beside this fixed recipe, each family is tuned with the same effort (the same number of
+``kanpde tune`` trials of the same wall time, selected by validation loss; see
+:mod:`kanpde.bench.tuned`) and the selected configuration is trained with every seed; the
+tuned KAN against the tuned MLP is the comparison the tables lead with.
 Writes ``OUT/suite.md`` (problem, model, parameters, l2_rel median [min–max], max error, wall
 time, steps), ``OUT/suite.json`` (every run's summary) and ``OUT/figures/suite_<problem>.png``
 (error against time and parameters, one marker per run). Finished runs are kept in ``--work``
@@ -40,6 +44,16 @@ def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int]) -> list[Job
             for seed in seeds]
 
 
+def tuned(problems: Mapping[str, Path], budget: str, seeds: Sequence[int], work: Path,
+          quiet: bool = True) -> list[Job]:
+    """The tuned runs: per problem and family, the configuration a study of the budget's
+    effort selected (by validation loss), trained with every seed."""
+    from kanpde.bench.tuned import tuned_jobs
+
+    return [job for name, path in problems.items() for family in ("kan", "mlp")
+            for job in tuned_jobs(name, path, family, budget, work, seeds, quiet=quiet)]
+
+
 def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (problem, model): medians and ranges over seeds."""
     return [{"problem": problem, "label": row["solver"], **row}
@@ -47,12 +61,17 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             for row in aggregate([r for r in records if r["problem"] == problem])]
 
 
-def verdicts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per problem: median l2_rel of KAN over MLP, time of KAN over MLP, and which is lower."""
+def verdicts(rows: Sequence[Mapping[str, Any]], tuned: bool = False) -> list[dict[str, Any]]:
+    """Per problem: median l2_rel of KAN over MLP, time of KAN over MLP, and which is lower
+    (the tuned rows when ``tuned``, else the fixed-recipe rows)."""
     out = []
+
+    def pick(problem: str, family: str) -> Mapping[str, Any] | None:
+        return next((r for r in rows if r["problem"] == problem and r["model"] == family
+                     and str(r.get("label", "")).endswith("-tuned") == tuned), None)
+
     for problem in dict.fromkeys(r["problem"] for r in rows):
-        kan = next((r for r in rows if r["problem"] == problem and r["model"] == "kan"), None)
-        mlp = next((r for r in rows if r["problem"] == problem and r["model"] == "mlp"), None)
+        kan, mlp = pick(problem, "kan"), pick(problem, "mlp")
         if kan is None or mlp is None:
             continue
         ek, em = kan["l2_rel"]["median"], mlp["l2_rel"]["median"]
@@ -69,8 +88,18 @@ def verdicts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             better = "overlap"
         out.append({"problem": problem, "l2_ratio_kan_over_mlp": ratio,
                     "time_ratio_kan_over_mlp": tk / tm if tk and tm else None,
+                    "params_kan": kan.get("n_params"), "params_mlp": mlp.get("n_params"),
                     "lower_error": better})
     return out
+
+
+def _verdict_table(vs: Sequence[Mapping[str, Any]]) -> str:
+    return common.markdown_table(
+        ["problem", "l2_rel KAN / MLP (medians)", "time KAN / MLP", "params KAN / MLP",
+         "lower error"],
+        [[v["problem"], report.fmt(v["l2_ratio_kan_over_mlp"]),
+          report.fmt(v["time_ratio_kan_over_mlp"], ".2f"),
+          f"{v['params_kan']} / {v['params_mlp']}", v["lower_error"]] for v in vs])
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> str:
@@ -95,12 +124,19 @@ def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> st
     lines.append(common.markdown_table(
         ["problem", "model", "params", "seeds", "l2_rel", "max abs err", "wall time s",
          "steps", "status"], table))
-    lines += ["", "## Per problem", ""]
-    lines.append(common.markdown_table(
-        ["problem", "l2_rel KAN / MLP (medians)", "time KAN / MLP", "lower error"],
-        [[v["problem"], report.fmt(v["l2_ratio_kan_over_mlp"]),
-          report.fmt(v["time_ratio_kan_over_mlp"], ".2f"), v["lower_error"]]
-         for v in verdicts(rows)]))
+    tb = budgets.TUNE_BUDGETS[budget]
+    tuned_v = verdicts(rows, tuned=True)
+    if tuned_v:
+        lines += ["", "## Tuned KAN vs tuned MLP, per problem", "",
+                  f"Each family's configuration was selected by `kanpde tune` ({tb['trials']} "
+                  f"trials of {tb['time_per_trial']:g} s each per family and problem, search "
+                  f"space '{tb['space']}' of `kanpde.bench.budgets.SEARCH_SPACES`), by its "
+                  "PINN loss on fresh validation points; the selected configuration was then "
+                  "trained with every seed for the steps its trial ran (about the same wall "
+                  "time for both families).", ""]
+        lines.append(_verdict_table(tuned_v))
+    lines += ["", "## Fixed recipe (same points, stages and steps), per problem", ""]
+    lines.append(_verdict_table(verdicts(rows)))
     lines += ["", "\"lower error\" names a model only when its worst seed beats the other's "
               "best; \"overlap\" otherwise.", ""]
     return "\n".join(lines)
@@ -120,6 +156,8 @@ def figures(records: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_common_arguments(parser)
+    parser.add_argument("--no-tuned", dest="tuned", action="store_false",
+                        help="skip the tuned KAN and MLP (the fixed recipe only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,8 +166,11 @@ def run(args: argparse.Namespace) -> int:
     problems = resolve_problems(args.problems, args.problems_dir)
     if not args.seeds:
         raise ValueError("--seeds: give at least one seed")
-    records = run_jobs(jobs(list(problems), budget, args.seeds), problems,
-                       Path(args.work) / f"suite-{budget}", quiet=not args.progress)
+    work = Path(args.work) / f"suite-{budget}"
+    todo = jobs(list(problems), budget, args.seeds)
+    if args.tuned:
+        todo += tuned(problems, budget, args.seeds, work, quiet=not args.progress)
+    records = run_jobs(todo, problems, work, quiet=not args.progress)
     out = Path(args.out)
     rows = summarize(records)
     text = markdown(rows, budget, report.command_line("suite", args))
@@ -137,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     (out / "suite.md").write_text(text)
     report.write_json(out / "suite.json", {"budget": budget, "rows": rows,
                                            "verdicts": verdicts(rows),
+                                           "tuned_verdicts": verdicts(rows, tuned=True),
+                                           "tuning": budgets.TUNE_BUDGETS[budget],
                                            "runs": [report.slim(r) for r in records]})
     figures(records, out)
     print(text)
