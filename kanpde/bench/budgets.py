@@ -268,5 +268,14 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, tuple]]] = {
 """Hyperparameter search spaces of ``kanpde tune`` (see :mod:`kanpde.tune.space`)."""
 
 
-__all__ = ["SEARCH_SPACES", "Schedule", "SCHEDULES", "kan_solver", "mlp_solver", "kan_label", "mlp_label",
-           "DEEPXDE_RECIPE", "PYKAN_RECIPE", "deepxde_solver", "pykan_solver"]
+TUNE_BUDGETS: dict[str, dict[str, Any]] = {
+    # every family gets the same trials and the same wall time per trial
+    "quick": {"trials": 2, "time_per_trial": 3.0, "space": "tiny"},
+    "full": {"trials": 8, "time_per_trial": 60.0, "space": "default"},
+}
+"""Tuning effort of the evidence benchmarks per budget (see :mod:`kanpde.bench.tuned`)."""
+
+
+__all__ = ["SEARCH_SPACES", "TUNE_BUDGETS", "Schedule", "SCHEDULES", "kan_solver",
+           "mlp_solver", "kan_label", "mlp_label", "DEEPXDE_RECIPE", "PYKAN_RECIPE",
+           "deepxde_solver", "pykan_solver"]

@@ -98,6 +98,7 @@ def _check_study(study, identity: Mapping[str, Any], out: Path) -> None:
 def tune(problem, family: str, trials: int, out: str | Path, *,
          time_per_trial: float = 60.0, max_params: int | None = None, seed: int = 0,
          search_space: str = "default", problem_path: str | Path | None = None,
+         fixed: Mapping[str, Any] | None = None,
          log: Callable[[str], None] | None = None) -> TuneResult:
     """Search ``family``'s space on ``problem`` for ``trials`` trained trials.
 
@@ -112,6 +113,8 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
             validation points.
         search_space: ``"default"`` or ``"tiny"`` (smoke tests).
         problem_path: the problem file (its source hash identifies the study).
+        fixed: knobs held at given values instead of searched (e.g. an architecture:
+            ``{"depth": 4, "width": 100, "activation": "tanh"}``).
         log: receives one line per trial.
 
     Returns:
@@ -124,13 +127,19 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
     import optuna
 
     knobs = spaces.space(search_space, family)
+    fixed = dict(fixed or {})
+    unknown = [k for k in fixed if k not in knobs]
+    if unknown:
+        raise TuneError(f"fixed knobs {', '.join(unknown)}: not in the {family} search space "
+                        f"(knobs: {', '.join(knobs)})")
+    knobs = {k: v for k, v in knobs.items() if k not in fixed}
     if not isinstance(trials, int) or trials < 1:
         raise TuneError(f"--trials: must be an integer >= 1, got {trials!r}")
     if not time_per_trial > 0 or not math.isfinite(time_per_trial):
         raise TuneError(f"--time-per-trial: must be > 0 seconds, got {time_per_trial!r}")
     from kanpde.config import config_from_dict
 
-    smallest_cfg = config_from_dict(spaces.solver(family, spaces.smallest(knobs),
+    smallest_cfg = config_from_dict(spaces.solver(family, {**spaces.smallest(knobs), **fixed},
                                                   time_per_trial, seed))
     floor = _n_params(problem, smallest_cfg)
     if max_params is not None and max_params < floor:
@@ -147,14 +156,14 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
     identity = {"problem": problem.name, "problem_source": _source_hash(problem_path),
                 "family": family, "search_space": search_space, "seed": seed,
                 "time_per_trial": float(time_per_trial), "max_params": max_params,
-                "knobs": json.loads(json.dumps(knobs))}
+                "knobs": json.loads(json.dumps(knobs)), "fixed": json.loads(json.dumps(fixed))}
     _check_study(study, identity, out)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         # a trial that was running when its process was killed: it failed, uncounted
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     val = validation_points(problem, seed)
-    objective = _Objective(problem, family, knobs, time_per_trial, max_params, seed, val,
-                           out, log)
+    objective = _Objective(problem, family, knobs, fixed, time_per_trial, max_params, seed,
+                           val, out, log)
     interrupted = False
     while _trained(study) < trials:
         if _skipped(study) > SKIP_LIMIT * trials:
@@ -188,8 +197,9 @@ def _skipped(study) -> int:
 class _Objective:
     """One trial: configuration -> (cap check) -> solve -> validation loss."""
 
-    def __init__(self, problem, family, knobs, time_s, max_params, seed, val, out, log):
-        self.problem, self.family, self.knobs = problem, family, knobs
+    def __init__(self, problem, family, knobs, fixed, time_s, max_params, seed, val, out,
+                 log):
+        self.problem, self.family, self.knobs, self.fixed = problem, family, knobs, fixed
         self.time_s, self.max_params, self.seed = time_s, max_params, seed
         self.val, self.out, self.log = val, out, log
 
@@ -200,7 +210,7 @@ class _Objective:
         from kanpde.results import model_state_to_torch, save_result
         from kanpde.train import build_model_from_spec, solve
 
-        values = spaces.suggest(trial, self.knobs)
+        values = {**spaces.suggest(trial, self.knobs), **self.fixed}
         solver = spaces.solver(self.family, values, self.time_s, self.seed,
                                name=f"{self.family}-trial{trial.number}")
         config = config_from_dict(solver, source=f"trial {trial.number}")
