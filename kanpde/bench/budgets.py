@@ -275,7 +275,14 @@ TUNE_BUDGETS: dict[str, dict[str, Any]] = {
 }
 """Tuning effort of the evidence benchmarks per budget (see :mod:`kanpde.bench.tuned`)."""
 
+MATCHED_TUNING: dict[str, dict[str, Any]] = {
+    # kanpde bench matched: each family tuned under each parameter cap, same effort
+    "quick": {"caps": (150,), "trials": 2, "time_per_trial": 3.0},
+    "full": {"caps": (200, 600, 2000), "trials": 6, "time_per_trial": 30.0},
+}
+"""Parameter caps and tuning effort of the matched views (see :mod:`kanpde.bench.matched`)."""
 
-__all__ = ["SEARCH_SPACES", "TUNE_BUDGETS", "Schedule", "SCHEDULES", "kan_solver",
+
+__all__ = ["SEARCH_SPACES", "TUNE_BUDGETS", "MATCHED_TUNING", "Schedule", "SCHEDULES", "kan_solver",
            "mlp_solver", "kan_label", "mlp_label", "DEEPXDE_RECIPE", "PYKAN_RECIPE",
            "deepxde_solver", "pykan_solver"]

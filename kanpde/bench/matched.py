@@ -7,7 +7,12 @@ model as each stage leaves it is one candidate size, with the steps and time spe
 then), and tanh MLPs ``[d, 8, 8, m]`` ... ``[d, 64, 64, m]`` trained for the same total steps.
 For every target error the table names the smallest candidate of each family whose median
 l2_rel over the seeds reaches it, its parameters and time, and the parameter ratio.
-Writes ``OUT/matched.md`` and ``OUT/matched.json``; runs are kept in ``--work`` (resumable).
+Beside this fixed sweep, each family is tuned under each parameter cap of
+:data:`kanpde.bench.budgets.MATCHED_TUNING` with the same effort (``kanpde tune`` trials of the
+same wall time, selected by validation loss), and each selected model is a candidate too, so
+the smallest model of a family reaching a target is the smallest of its tuned and untuned
+candidates. Writes ``OUT/matched.md`` and ``OUT/matched.json``; runs and studies are kept in
+``--work`` (resumable).
 
 Example::
 
@@ -42,6 +47,21 @@ def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int]) -> list[Job
     return out
 
 
+def tuned(problems: Mapping[str, Path], budget: str, seeds: Sequence[int], work: Path,
+          quiet: bool = True) -> list[Job]:
+    """Every problem x family x parameter cap: the configuration a study under the cap
+    selected, trained with every seed."""
+    from kanpde.bench.tuned import tuned_jobs
+
+    mt = budgets.MATCHED_TUNING[budget]
+    return [job for name, path in problems.items() for family in ("kan", "mlp")
+            for cap in mt["caps"]
+            for job in tuned_jobs(name, path, family, budget, work, seeds,
+                                  label=f"{family}-tuned-cap{cap}", max_params=cap,
+                                  trials=mt["trials"], time_per_trial=mt["time_per_trial"],
+                                  quiet=quiet)]
+
+
 def candidates(records: Sequence[Mapping[str, Any]], problem: str) -> list[dict[str, Any]]:
     """Sizes of one problem with their median error and time over seeds.
 
@@ -52,14 +72,14 @@ def candidates(records: Sequence[Mapping[str, Any]], problem: str) -> list[dict[
     for r in records:
         if r["problem"] != problem:
             continue
-        if r.get("model") == "kan":
+        if r.get("model") == "kan" and not r.get("tuned"):
             for pt in report.stage_points(r):
                 label = f"{r['label']}G{pt['grid']}"
                 groups.setdefault(("kan", label), []).append(
                     {"n_params": pt["n_params"], "l2_rel": pt["l2_rel"],
                      "time_s": pt["elapsed_s"], "steps": pt["steps"]})
         else:
-            groups.setdefault(("mlp", r["label"]), []).append(
+            groups.setdefault((str(r.get("model")), r["label"]), []).append(
                 {"n_params": r.get("n_params"), "l2_rel": r.get("l2_rel"),
                  "time_s": r.get("wall_time_s"), "steps": r.get("steps")})
     out = []
@@ -124,7 +144,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> st
         f" with G = {' -> '.join(map(str, sched.grids))} (the model after each stage is a "
         "candidate; its time and steps are those spent up to that stage), MLPs "
         f"{', '.join(budgets.mlp_label(w) for w in budgets.MATCHED_MLP_WIDTHS)} (tanh) trained "
-        f"for all {sched.steps} steps. Median l2_rel over seeds.", "",
+        f"for all {sched.steps} steps. Tuned candidates (`*-tuned-capP`): each family tuned "
+        f"under each parameter cap P in {list(budgets.MATCHED_TUNING[budget]['caps'])} with "
+        f"{budgets.MATCHED_TUNING[budget]['trials']} trials of "
+        f"{budgets.MATCHED_TUNING[budget]['time_per_trial']:g} s, selected by validation loss. "
+        "Median l2_rel over seeds.", "",
         report.machine_line(), "",
     ]
     table = [[r["problem"], f"{r['target']:.0e}", *_who(r["kan"], r["best_kan"]),
@@ -140,6 +164,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_common_arguments(parser, seeds=(0,))
     parser.add_argument("--targets", nargs="+", type=float, default=[1e-2, 1e-3],
                         metavar="L2", help="target relative L2 errors (default 1e-2 1e-3)")
+    parser.add_argument("--no-tuned", dest="tuned", action="store_false",
+                        help="the fixed sweep only (no tuned candidates)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,8 +176,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--seeds: give at least one seed")
     if any(not t > 0 for t in args.targets):
         raise ValueError(f"--targets must be positive, got {args.targets}")
-    records = run_jobs(jobs(list(problems), budget, args.seeds), problems,
-                       Path(args.work) / f"matched-{budget}", quiet=not args.progress)
+    work = Path(args.work) / f"matched-{budget}"
+    todo = jobs(list(problems), budget, args.seeds)
+    if args.tuned:
+        todo += tuned(problems, budget, args.seeds, work, quiet=not args.progress)
+    records = run_jobs(todo, problems, work, quiet=not args.progress)
     rows = views(records, list(problems), args.targets)
     text = markdown(rows, budget, report.command_line("matched", args))
     out = Path(args.out)
