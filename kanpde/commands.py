@@ -54,14 +54,23 @@ def _status_code(summary: dict[str, Any]) -> int:
     return 0
 
 
-def _run_one(problem, problem_path: str, solver_path: str | None, out: Path, *,
+def _checkpoint_config(run_dir: Path):
+    """The solver configuration a stopped run was started with (from its checkpoint)."""
+    from kanpde.config import config_from_dict
+    from kanpde.training.checkpoint import checkpoint_path, load_checkpoint
+
+    data = load_checkpoint(run_dir)
+    return config_from_dict(data["config"], source=str(checkpoint_path(run_dir)))
+
+
+def _run_one(problem, problem_path: str, config, out: Path, *,
              overrides: dict[str, Any], resume: bool, quiet: bool) -> dict[str, Any]:
-    """Train one (problem, solver) into ``out``; returns the summary (rank 0 writes)."""
+    """Train one (problem, solver config) into ``out``; returns the summary (rank 0
+    writes)."""
     from kanpde.distributed import is_main_process
     from kanpde.results import save_result
     from kanpde.train import solve
 
-    config = _solver_config(solver_path)
     result = solve(problem, config, out_dir=out, resume=out if resume else None,
                    progress=not quiet, problem_path=problem_path, overrides=overrides)
     result.summary.setdefault("solver", config.name)
@@ -84,27 +93,29 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from kanpde.problem import load_problem
 
     problem = load_problem(args.problem)
-    config = _solver_config(args.solver)
+    resuming = args.resume is not None
+    if resuming and args.solver is None:  # a run resumes with the solver it started with
+        _check_out_dir(Path(args.resume), True)
+        config = _checkpoint_config(Path(args.resume))
+    else:
+        config = _solver_config(args.solver)
     seed = args.seed if args.seed is not None else config.seed
-    if args.resume is not None:
+    if resuming:
         out = Path(args.resume)
     elif args.out is not None:
         out = Path(args.out)
     else:
         out = Path("runs") / f"{problem.name}-{config.name}-seed{seed}"
-    _check_out_dir(out, args.resume is not None)
-    solver_path = args.solver if args.solver is not None else default_solver_path()
+    _check_out_dir(out, resuming)
     with _processes(config, args):  # several under torchrun/srun: one data-parallel run
-        summary = _run_one(problem, args.problem, solver_path, out,
-                           overrides=_overrides(args), resume=args.resume is not None,
-                           quiet=args.quiet)
+        summary = _run_one(problem, args.problem, config, out,
+                           overrides=_overrides(args), resume=resuming, quiet=args.quiet)
         if not _is_main():
             return _status_code(summary)
     print(_summary_line(summary))
     print(f"wrote {out / 'summary.json'} and {out / 'result.h5'}")
     if summary.get("status") == "interrupted":
-        print(f"interrupted: continue with  kanpde solve {args.problem} "
-              f"{'--solver ' + args.solver + ' ' if args.solver else ''}--resume {out}",
+        print(f"interrupted: continue with  kanpde solve {args.problem} --resume {out}",
               file=sys.stderr)
     return _status_code(summary)
 
@@ -168,8 +179,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             else:
                 overrides = {**_overrides(args), "seed": seed}
                 resume = (run_dir / "checkpoint.pt").is_file()
-                summary = _run_one(problem, args.problem, path, run_dir, overrides=overrides,
-                                   resume=resume, quiet=args.quiet)
+                summary = _run_one(problem, args.problem, _solver_config(path), run_dir,
+                                   overrides=overrides, resume=resume, quiet=args.quiet)
             summary.setdefault("solver", name)
             records.append({**summary, "run_dir": str(run_dir)})
             if _is_main():
@@ -285,7 +296,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("problem", help="problem file (.py)")
     p.add_argument("--solver", help=f"solver file (.toml); default: {DEFAULT_SOLVER}")
     p.add_argument("--out", help="run directory (default runs/PROBLEM-SOLVER-seedN)")
-    p.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR")
+    p.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR (with the "
+                                                   "solver it was started with)")
     overrides(p)
     p.set_defaults(func=cmd_solve)
 

@@ -1,0 +1,78 @@
+"""The README's examples are tested commands: its problem files pass `kanpde check`, and its
+Quick start runs as written (with the tiny solvers substituted for speed)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kanpde.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+TINY = {family: str(ROOT / "solvers" / f"{family}_tiny.toml") for family in ("kan", "mlp")}
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+
+
+def _section(title: str) -> str:
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end > 0 else None]
+
+
+PROBLEMS = [b for b in _blocks("python") if "problem = Problem(" in b]
+
+
+def test_the_readme_has_a_problem_example() -> None:
+    assert PROBLEMS, "the README lost its worked problem file"
+
+
+@pytest.mark.parametrize("index", range(len(PROBLEMS)))
+def test_problem_examples_pass_check(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                     index: int) -> None:
+    path = tmp_path / f"readme_problem_{index}.py"
+    path.write_text(PROBLEMS[index])
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "exact solution" in out and "problem " in out
+    # every reported residual/condition of the exact solution is round-off
+    values = [float(v) for v in re.findall(r"= ([0-9.e+-]+)", out.split("evaluation")[1])]
+    assert values and max(values) < 1e-10
+
+
+def _substitute(line: str, tmp: Path) -> list[str]:
+    """A README command with the tiny solvers, the run directories under ``tmp`` and the
+    repository's paths."""
+    args = shlex.split(line.split("#")[0])
+    out = []
+    for a in args[1:]:
+        if a.startswith("solvers/"):
+            a = TINY["mlp" if "mlp" in a else "kan"]
+        elif a.startswith("problems/"):
+            a = str(ROOT / a)
+        elif a.startswith("runs/"):
+            a = str(tmp / a)
+        elif a.endswith(".npy") or a.endswith(".csv"):
+            a = str(tmp / a)
+        out.append(a)
+    return out
+
+
+def test_quick_start_runs_as_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", _section("Quick start"), re.S)]
+    lines = [ln.strip() for ln in block.splitlines() if ln.strip().startswith("kanpde ")]
+    assert len(lines) >= 5
+    np.save(tmp_path / "points.npy", np.random.default_rng(0).uniform(-1, 1, (20, 2)))
+    for line in lines:
+        args = _substitute(line, tmp_path)
+        if args[0] == "compare":  # the last line: fewer seeds for speed
+            args[args.index("--seeds") + 1:args.index("--seeds") + 4] = ["0"]
+        code = main(args)
+        assert code == 0, f"README command failed ({code}): {line}\n{capsys.readouterr().err}"
