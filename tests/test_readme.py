@@ -65,14 +65,37 @@ def _substitute(line: str, tmp: Path) -> list[str]:
     return out
 
 
-def test_quick_start_runs_as_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", _section("Quick start"), re.S)]
-    lines = [ln.strip() for ln in block.splitlines() if ln.strip().startswith("kanpde ")]
-    assert len(lines) >= 5
-    np.save(tmp_path / "points.npy", np.random.default_rng(0).uniform(-1, 1, (20, 2)))
+def _commands(section: str) -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", _section(section), re.S)
+    return [ln.strip() for b in blocks for ln in b.splitlines()
+            if ln.strip().startswith("kanpde ")]
+
+
+def _run(lines: list[str], tmp: Path, capsys: pytest.CaptureFixture) -> None:
     for line in lines:
-        args = _substitute(line, tmp_path)
-        if args[0] == "compare":  # the last line: fewer seeds for speed
-            args[args.index("--seeds") + 1:args.index("--seeds") + 4] = ["0"]
+        args = _substitute(line, tmp)
+        if "--seeds" in args:  # one seed for speed
+            i = args.index("--seeds") + 1
+            while i < len(args) and args[i].isdigit():
+                args.pop(i)
+            args.insert(args.index("--seeds") + 1, "0")
+        if args[0] == "tune":  # one short trial in the small search space
+            args[args.index("--trials") + 1] = "1"
+            args[args.index("--time-per-trial") + 1] = "2"
+            args += ["--space", "tiny"]
         code = main(args)
         assert code == 0, f"README command failed ({code}): {line}\n{capsys.readouterr().err}"
+
+
+def test_quick_start_runs_as_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    lines = _commands("Quick start")
+    assert len(lines) >= 5
+    np.save(tmp_path / "points.npy", np.random.default_rng(0).uniform(-1, 1, (20, 2)))
+    _run(lines, tmp_path, capsys)
+
+
+def test_fair_comparison_commands_run_as_written(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    lines = _commands("A fair comparison")
+    assert [ln.split()[1] for ln in lines] == ["tune", "tune", "compare"]
+    _run(lines, tmp_path, capsys)
