@@ -94,7 +94,7 @@ def interval_index(x: Tensor, knots: Tensor, k: int) -> Tensor:
     # searchsorted over the interior breakpoints t_{k+1} .. t_{G+k-1}
     breaks = inner[:, 1:-1].contiguous()  # (n, G-1)
     idx = torch.searchsorted(breaks, x.detach().T.contiguous(), right=True).T  # (N, n)
-    return idx.clamp_(0, grid_size - 1)
+    return idx.clamp(0, grid_size - 1)
 
 
 def uniform_basis_matrix(k: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -167,7 +167,7 @@ def _uniform_local(x: Tensor, knots: Tensor, k: int, n_deriv: int) -> tuple[Tens
     inv_h = 1.0 / (knots[:, k + 1] - knots[:, k])  # (n,)
     s = (x - lo) * inv_h  # (N, n)
     # NaN inputs get interval 0 (their outputs stay NaN) instead of an invalid index
-    idx = torch.nan_to_num(torch.floor(s.detach()), nan=0.0).clamp_(0, grid_size - 1).long()
+    idx = torch.nan_to_num(torch.floor(s.detach()), nan=0.0).clamp(0, grid_size - 1).long()
     u = s - idx.to(s.dtype)  # (N, n), outside [0, 1] only off the grid
     powers = [torch.ones_like(u), u]
     for _ in range(2, k + 1):

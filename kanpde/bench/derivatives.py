@@ -1,11 +1,11 @@
 """``kanpde bench derivatives``: the cost of one PINN training step with second derivatives.
 
-One step of a Poisson-type loss on ``N`` points uniform in ``[-1, 1]^d``::
+One step of a Poisson loss on ``N`` points uniform in ``[-1, 1]^d``::
 
-    L = mean(u^2) + mean(|grad u|^2) + mean((lap u)^2),    L.backward()
+    L = mean((lap u - f)^2) + mean(u^2),    f = prod_a sin(pi x_a),    L.backward()
 
-(value, gradient and the Laplacian channel ``W = I``, then first-order backward to every
-parameter), for these variants side by side:
+(value and the Laplacian channel ``W = I``, then first-order backward to every parameter),
+for these variants side by side:
 
 * ``kan-jet``: :class:`kanpde.KAN`, derivatives carried forward by ``model.jet``;
 * ``kan-autograd``: the same KAN through nested autograd (:func:`kanpde.autograd_jet`);
@@ -13,6 +13,14 @@ parameter), for these variants side by side:
   dense-basis design users have today, through nested autograd;
 * ``mlp-jet``, ``mlp-autograd``: a tanh MLP with about the KAN's parameter count at the
   smallest grid size (run once; it has no grid).
+
+The KAN variants run for every grid size of the sweep (default ``G = 5, 10, 20, 50, 100``);
+the efficient-kan baseline, whose cost grows with ``G``, up to ``--baseline-max-grid``
+(default 50). Workers use one thread by default (``--threads``), so that ratios measured side
+by side in one run stay meaningful on a shared machine; the load average is recorded at the
+start and end of the run and of every worker. The report checks the targets of
+:data:`TARGETS`: time ratios against the efficient-kan layer, jets never slower than nested
+autograd through the same KAN, and peak memory against the efficient-kan layer.
 
 Each (variant, G) runs in a fresh Python process (:func:`kanpde.bench.common.run_worker`):
 build model and points, one tiny step on 16 points, then ``warmup`` + ``repeats`` full steps.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +54,13 @@ MLP_VARIANTS = ("mlp-jet", "mlp-autograd")
 VARIANTS = KAN_VARIANTS + MLP_VARIANTS
 WORKER = "kanpde.bench.derivatives:measure"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: (numerator, quantity, grid size or None for every G, least ratio numerator / kan-jet)
+TARGETS = (
+    ("efficient-kan-autograd", "time_median", 10, 40.0),
+    ("efficient-kan-autograd", "time_median", 50, 100.0),
+    ("kan-autograd", "time_median", None, 1.0),
+    ("efficient-kan-autograd", "peak_memory", None, 5.0),
+)
 
 
 def kan_param_count(widths: Sequence[int], grid_size: int, spline_order: int) -> int:
@@ -92,24 +108,31 @@ def build_model(variant: str, spec: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
 
 
-def training_step(model: nn.Module, x: Tensor, channels: Tensor, engine: str) -> Tensor:
-    """One step: ``mean(u^2) + mean(|grad u|^2) + mean((S u)^2)``, backward to all parameters.
+def source(x: Tensor) -> Tensor:
+    """``(N, 1)`` right-hand side ``f = prod_a sin(pi x_a)`` at ``(N, d)`` points."""
+    return torch.sin(torch.pi * x).prod(dim=1, keepdim=True)
+
+
+def training_step(model: nn.Module, x: Tensor, channels: Tensor, engine: str,
+                  f: Tensor | None = None) -> Tensor:
+    """One step: ``mean((S u - f)^2) + mean(u^2)``, backward to all parameters.
 
     Args:
         model: maps ``(N, d)`` to ``(N, m)``.
         x: ``(N, d)`` points.
         channels: ``(R, d, d)`` second-order channel matrices (``eye(d)[None]``: Laplacian).
         engine: ``"jet"`` or ``"autograd"``.
+        f: ``(N, 1)`` right-hand side (default :func:`source`).
 
     Returns:
         The detached loss.
     """
     from kanpde import compute_jet
 
+    f = source(x) if f is None else f
     model.zero_grad(set_to_none=True)
     jet = compute_jet(model, x, second=channels, engine=engine)
-    loss = (jet.value.square().mean() + jet.grad.square().sum(1).mean()
-            + jet.second.square().mean())
+    loss = (jet.second - f[:, None]).square().mean() + jet.value.square().mean()
     loss.backward()
     return loss.detach()
 
@@ -130,6 +153,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
+    load_start = common.machine_info()["load_average"]
     variant, device = spec["variant"], torch.device(spec["device"])
     dtype = DTYPES[spec["dtype"]]
     engine = "jet" if variant.endswith("-jet") else "autograd"
@@ -138,11 +162,12 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(spec["seed"])
     x = (2 * torch.rand(spec["points"], dim, generator=gen, dtype=dtype) - 1).to(device)
     channels = torch.eye(dim, dtype=dtype, device=device)[None]  # (1, d, d): Laplacian
+    f = source(x)  # (N, 1)
     sync = common.synchronizer(device)
     losses: list[Tensor] = []
 
     def step() -> None:
-        losses.append(training_step(model, x, channels, engine))
+        losses.append(training_step(model, x, channels, engine, f))
 
     training_step(model, x[:16], channels, engine)  # tiny warm-up: libraries, kernels
     sync()
@@ -164,6 +189,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu_s_per_step": (after.cpu_s - before.cpu_s) / n_steps,
         "cpu_per_wall": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
         "loss": float(losses[-1]),
+        "load_average": [load_start, common.machine_info()["load_average"]],
     }
     if spec.get("profile", True):
         record.update(common.profile_call(step, device=device, top=spec.get("top_ops", 15)))
@@ -197,6 +223,39 @@ def ratios(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def targets(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every target of :data:`TARGETS` with the measured ratio and whether it is met.
+
+    Peak memory compares the allocator peaks of the profiled step when both records have
+    them, else the peak RSS increases.
+
+    Returns:
+        One row per (target, grid size) with ``numerator``, ``quantity``, ``grid_size``,
+        ``goal`` (least ratio numerator / kan-jet), ``ratio`` (``None`` if not measured) and
+        ``met`` (``None`` if not measured).
+    """
+    by_key = {(r["variant"], r["grid_size"]): r for r in records if "error" not in r}
+    keys = {"time_median": "time_median_s", "peak_memory": "peak_memory_bytes"}
+    sizes = sorted({g for v, g in by_key if v == "kan-jet" and g is not None})
+    rows = []
+    for numerator, quantity, grid, goal in TARGETS:
+        for g in [grid] if grid is not None else sizes:
+            if grid is None and (numerator, g) not in by_key:
+                continue
+            num, den = by_key.get((numerator, g)), by_key.get(("kan-jet", g))
+            key = keys[quantity]
+            if quantity == "peak_memory" and all(
+                    r and r.get("allocator_peak_bytes") for r in (num, den)):
+                key = "allocator_peak_bytes"  # live bytes of the step: no RSS reuse artefacts
+            ratio = _ratio(num, den, key)
+            if ratio is None and num and den and den.get(key) == 0:
+                ratio = math.inf  # kan-jet raised no peak at all: any bound is met
+            rows.append({"numerator": numerator, "quantity": quantity, "grid_size": g,
+                         "goal": goal, "ratio": ratio,
+                         "met": None if ratio is None else ratio >= goal})
+    return rows
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Run every requested (variant, G) in its own worker; return the JSON document."""
     widths = list(args.widths)
@@ -211,10 +270,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "threads": args.threads, "device": args.device, "dtype": args.dtype,
             "seed": args.seed, "profile": not args.no_profile, "top_ops": 15}
     specs = [{**base, "variant": v, "grid_size": g}
-             for g in grid_sizes for v in KAN_VARIANTS if v in args.variants]
+             for g in grid_sizes for v in KAN_VARIANTS if v in args.variants
+             and (v != "efficient-kan-autograd" or g <= args.baseline_max_grid)]
     specs += [{**base, "variant": v, "grid_size": None}
               for v in MLP_VARIANTS if v in args.variants]
     machine = common.machine_info()
+    print(f"load average (1, 5, 15 min): {machine['load_average']}", file=sys.stderr)
     if args.device == "cpu":
         machine["first_touch"] = common.first_touch_cost()
 
@@ -233,9 +294,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     machine["load_average_end"] = common.machine_info()["load_average"]
     config = {k: v for k, v in base.items() if k not in ("top_ops",)}
     config["grid_sizes"] = grid_sizes
+    config["baseline_max_grid"] = args.baseline_max_grid
     config["jobs"] = args.jobs
     return {"benchmark": "derivatives", "machine": machine, "config": config,
-            "records": records, "ratios": ratios(records)}
+            "records": records, "ratios": ratios(records), "targets": targets(records)}
 
 
 def _header(doc: dict[str, Any]) -> list[str]:
@@ -244,7 +306,7 @@ def _header(doc: dict[str, Any]) -> list[str]:
     mem = ("torch.cuda.max_memory_allocated increase" if cfg["device"] == "cuda"
            else "peak RSS increase (ru_maxrss after the steps minus before, fresh process)")
     lines = [
-        "Derivative cost: one step of mean(u^2) + mean(|grad u|^2) + mean((lap u)^2), "
+        "Derivative cost: one step of mean((lap u - f)^2) + mean(u^2), f = prod sin(pi x), "
         "backward to all parameters",
         f"N = {cfg['points']} points in [-1,1]^{cfg['widths'][0]}, {cfg['dtype']}, "
         f"{cfg['device']}, {threads} threads; k = {cfg['spline_order']}; "
@@ -305,6 +367,17 @@ def tables(doc: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], 
     return head, rows, rhead, rrows
 
 
+def target_table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the targets table (see :func:`targets`)."""
+    head = ["target", "G", "measured", "goal", "met"]
+    what = {"time_median": "time", "peak_memory": "peak mem"}
+    rows = [[f"{what[t['quantity']]}: {t['numerator']} / kan-jet", str(t["grid_size"]),
+             common.fmt_ratio(t["ratio"]), f">= {t['goal']:g}x",
+             "-" if t["met"] is None else ("yes" if t["met"] else "NO")]
+            for t in doc.get("targets", [])]
+    return head, rows
+
+
 def _short(op: str) -> str:
     return op.replace("autograd::engine::evaluate_function: ", "bw:").removeprefix("aten::")
 
@@ -329,6 +402,9 @@ def render(doc: dict[str, Any], *, markdown: bool = False, top_ops: int = 8) -> 
     header = _header(doc)
     parts = ["\n".join(f"{'- ' if markdown else ''}{h}" for h in header), table(head, rows),
              table(rhead, rrows)]
+    thead, trows = target_table(doc)
+    if trows:
+        parts.append(table(thead, trows))
     if top_ops:
         title = "Self time by op in the profiled step:"
         lines = breakdown(doc, top_ops)
@@ -339,7 +415,11 @@ def render(doc: dict[str, Any], *, markdown: bool = False, top_ops: int = 8) -> 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=8192, help="collocation points N")
-    parser.add_argument("--grid-sizes", type=int, nargs="+", default=[10, 50], metavar="G")
+    parser.add_argument("--grid-sizes", type=int, nargs="+", default=[5, 10, 20, 50, 100],
+                        metavar="G")
+    parser.add_argument("--baseline-max-grid", type=int, default=50, metavar="G",
+                        help="largest G for the efficient-kan baseline (its time and memory "
+                             "grow with G)")
     parser.add_argument("--spline-order", type=int, default=3, metavar="K")
     parser.add_argument("--widths", type=int, nargs="+", default=[2, 32, 32, 1],
                         help="KAN widths [d, hidden..., m]")
@@ -349,8 +429,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed full-size steps first")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads in each worker (default: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads in each worker (default 1; 0: torch's "
+                             "default)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64")
     parser.add_argument("--seed", type=int, default=0)

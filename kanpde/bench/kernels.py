@@ -1,10 +1,10 @@
 """``kanpde bench kernels``: fused Triton KAN-layer jets against the PyTorch paths.
 
 One PINN training step on ``N`` points uniform in ``[-1, 1]^d``, as in
-:mod:`kanpde.bench.derivatives` (value, gradient and the Laplacian channel ``W = I``, then
-first-order backward to every parameter)::
+:mod:`kanpde.bench.derivatives` (value and the Laplacian channel ``W = I``, then first-order
+backward to every parameter)::
 
-    L = mean(u^2) + mean(|grad u|^2) + mean((lap u)^2),    L.backward()
+    L = mean((lap u - f)^2) + mean(u^2),    f = prod_a sin(pi x_a),    L.backward()
 
 for KANs of the given widths (default ``[2, 64, 64, 1]`` and ``[3, 64, 64, 64, 1]``), grid sizes
 ``G`` (default 10 and 50) and spline order ``k = 3``, in these variants:

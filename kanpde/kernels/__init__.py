@@ -1,4 +1,5 @@
-"""Fused Triton spline-jet kernels for KAN layers.
+"""Fused spline-jet kernels for KAN layers: Triton (GPU) here, compiled CPU loops in
+:mod:`kanpde.kernels.cpu`.
 
 ``available(device)`` says whether they can run; ``kan_layer_jet`` is the differentiable entry
 point (see :mod:`kanpde.kernels.autograd` for the math and integration notes). Importing this

@@ -11,11 +11,13 @@ where ``B_m`` are the ``G + k`` B-splines of order ``k`` on input ``i``'s knots 
 :meth:`KAN.update_grid` moves the knots to where the activations are.
 
 The jet forward evaluates every edge function with its first two derivatives from the
-``k + 1`` non-zero local bases and contracts them with the coefficients in one matrix product:
-for the stacked rows ``[value; grad_a; S_r]`` of the input jet the features of input ``i`` are
-``[b(h_i), B_m(h_i)]``, ``[b'(h_i), B'_m(h_i)] dh_i/dx_a`` and
+``k + 1`` non-zero local bases: for the stacked rows ``[value; grad_a; S_r]`` of the input jet
+the features of input ``i`` are ``[b(h_i), B_m(h_i)]``, ``[b'(h_i), B'_m(h_i)] dh_i/dx_a`` and
 ``[b'', B''_m](h_i) q_ri + [b', B'_m](h_i) S_ri`` (``b = silu``), and the layer output is
-``features @ [w_b; w_s * c]``.
+``features @ [w_b; w_s * c]``, where only the ``k + 1`` coefficient rows each point touches
+are read (:mod:`kanpde.contract`; no dense ``(N, ..., G + k)`` basis is formed). The value
+forward is the same code with no derivative rows, differentiable to any order, so nested
+autograd and ``torch.func`` run through it.
 
 Edges can be taken out of the spline form one by one: :meth:`KANLayer.set_symbolic` makes
 edge ``(i, j)`` the symbolic function ``c f(a x + b) + d`` of :mod:`kanpde.nn.symbolic`
@@ -35,57 +37,52 @@ from torch import Tensor, nn
 from kanpde import spline
 from kanpde.jet import Channels, Jet, silu_derivatives
 from kanpde.nn.common import check_points, check_widths, make_channels
+from kanpde.nn.kan_jet import layer_jet
 from kanpde.nn.symbolic import edge_triple, primitive
 
 KERNELS = ("auto", "torch", "triton")
 
 
 def spline_layer_jet(
-    value: Tensor, grad: Tensor, second: Tensor, quad: Tensor, knots: Tensor, k: int,
-    uniform: bool, coef: Tensor, base_weight: Tensor,
+    value: Tensor, grad: Tensor, second: Tensor, quad: Tensor | None, knots: Tensor, k: int,
+    uniform: bool, coef: Tensor, base_weight: Tensor, *, backend: str = "auto",
+    diag: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Jet of one KAN layer in plain PyTorch (the CPU engine and the kernels' reference).
+    """Jet of one KAN layer without Triton (the CPU engine and the kernels' reference).
+
+    With ``C = 1 + d + R`` jet rows, the local weights of input ``i`` at point ``p`` are the
+    ``k + 1`` non-zero bases times the row's chain-rule factor (``B_r = B_{idx+r}``)::
+
+        a[p, 0, i, r]       = B_r(h_i)
+        a[p, 1 + a, i, r]   = B'_r(h_i) dh_i/dx_a
+        a[p, 1+d+s, i, r]   = B''_r(h_i) q_si + B'_r(h_i) S_si
+
+    and the rows are ``sum_{i, r} a[p, c, i, r] coef[i, idx + r, :]`` plus the same with
+    ``silu`` and ``base_weight``: ``(k + 1) / (G + k)`` of the work of a dense basis and no
+    dense basis tensor (see :mod:`kanpde.nn.kan_jet`).
 
     Args:
         value: ``(N, n_in)`` layer inputs ``h``.
         grad: ``(N, d, n_in)`` their gradients (``d`` may be 0).
         second: ``(N, R, n_in)`` their channels ``S_r`` (``R`` may be 0).
-        quad: ``(N, R, n_in)`` quadratic forms ``grad h_i^T W_r grad h_i``.
+        quad: ``(N, R, n_in)`` quadratic forms ``grad h_i^T W_r grad h_i``, or ``None`` for
+            diagonal channels ``W_r = diag(diag[r])`` (then computed inside, fused on CPU).
         knots: ``(n_in, G + 2k + 1)``.
         k: spline order.
         uniform: knots are equally spaced per row (closed-form bases).
         coef: ``(n_in, G + k, n_out)`` effective spline coefficients ``w_s * c``.
         base_weight: ``(n_in, n_out)``.
+        backend: ``"auto"`` (compiled CPU kernels when they build, else PyTorch),
+            ``"compiled"`` or ``"torch"`` (see :func:`kanpde.contract.local_contract`).
+        diag: ``(R, d)`` diagonal channel weights when ``quad`` is ``None``.
 
     Returns:
         ``(N, n_out)``, ``(N, d, n_out)``, ``(N, R, n_out)``: value, gradient, channels.
     """
-    n_points, n_in = value.shape
-    dim, n_ch = grad.shape[1], second.shape[1]
-    n_deriv = 2 if n_ch else (1 if dim else 0)
-    idx, basis = spline.local_basis(value, knots, k, n_deriv, uniform)  # (q, N, n_in, k+1)
-    if n_deriv == 0:
-        base = torch.nn.functional.silu(value)[None]  # (1, N, n_in)
-    else:
-        base = torch.stack(silu_derivatives(value)[: n_deriv + 1])  # (q, N, n_in)
-    # local features [b, B_0..B_k] per derivative order: (q, N, n_in, k+2)
-    local = torch.cat([base[..., None], basis], dim=-1).unbind(0)  # q x (N, n_in, k+2)
-    rows = [local[0][:, None]]  # value rows (N, 1, n_in, k+2)
-    if dim:
-        rows.append(local[1][:, None] * grad[..., None])  # (N, d, n_in, k+2)
-    if n_ch:
-        rows.append(local[2][:, None] * quad[..., None] + local[1][:, None] * second[..., None])
-    stacked = torch.cat(rows, dim=1) if len(rows) > 1 else rows[0]  # (N, 1+d+R, n_in, k+2)
-    n_basis = coef.shape[1]
-    cols = torch.cat([torch.zeros_like(idx[..., None]),
-                      idx[..., None] + 1 + torch.arange(k + 1, device=idx.device)], dim=-1)
-    dense = torch.zeros(*stacked.shape[:-1], n_basis + 1, dtype=value.dtype,
-                        device=value.device)  # (N, 1+d+R, n_in, G+k+1)
-    dense.scatter_(-1, cols[:, None].expand(stacked.shape), stacked)
-    weight = torch.cat([base_weight[:, None, :], coef], dim=1)  # (n_in, G+k+1, n_out)
-    out = dense.reshape(-1, n_in * (n_basis + 1)) @ weight.reshape(n_in * (n_basis + 1), -1)
-    out = out.reshape(n_points, 1 + dim + n_ch, -1)  # (N, 1+d+R, n_out)
-    return out[:, 0], out[:, 1 : 1 + dim], out[:, 1 + dim :]
+    out = layer_jet(value, grad, second, quad, coef, base_weight, knots, k, uniform, backend,
+                    diag)
+    rows = out.split((1, grad.shape[1], second.shape[1]), dim=1)  # of (N, 1+d+R, n_out)
+    return rows[0].squeeze(1), rows[1], rows[2]
 
 
 class KANLayer(nn.Module):
@@ -222,12 +219,18 @@ class KANLayer(nn.Module):
 
         Args:
             kernel: ``"auto"`` (fused Triton kernel for CUDA tensors on uniform grids when
-                triton is available, else PyTorch), ``"torch"`` or ``"triton"`` (forced).
+                triton is available, else the PyTorch path of :func:`spline_layer_jet`, which
+                runs compiled CPU loops on CPU when they build), ``"torch"`` or ``"triton"``
+                (forced).
         """
-        quad = jet.quad() if jet.channels.count else jet.second
         coef, base = ((self.effective_coef(), self.base_weight) if self.edge_mask is None
                       else self._spline_weights())
-        if self._use_triton(jet.value, kernel):
+        triton = self._use_triton(jet.value, kernel)
+        # diagonal channels (Laplacians, u_xx): the quadratic forms are formed inside
+        diag = jet.channels.diagonal if jet.channels.count and jet.channels.is_diagonal \
+            and not triton and self.edge_mask is None else None
+        quad = None if diag is not None else (jet.quad() if jet.channels.count else jet.second)
+        if triton:
             from kanpde.kernels import kan_layer_jet
 
             lo = self.knots[:, self.k]
@@ -238,7 +241,7 @@ class KANLayer(nn.Module):
         else:
             value, grad, second = spline_layer_jet(
                 jet.value, jet.grad, jet.second, quad, self.knots, self.k, self.uniform,
-                coef, base)
+                coef, base, diag=diag)
         if self.edge_mask is not None:
             value, grad, second = self._symbolic_jet(jet.value, jet.grad, jet.second, quad,
                                                      (value, grad, second))

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from kanpde.chunking import map_chunks, points_per_chunk
 from kanpde.derivatives import autograd_jet, compute_jet
 from kanpde.problem import SolutionField
 
@@ -30,12 +31,15 @@ class Evaluator:
     Args:
         problem: the problem.
         dtype, device: of the model.
-        chunk: points per model evaluation.
+        chunk: points per model evaluation (``None``: from the memory budget, see
+            :mod:`kanpde.chunking`).
+        memory_budget: bytes for that choice (``None``: the default budget).
     """
 
-    def __init__(self, problem, dtype: torch.dtype, device: torch.device, chunk: int = 8192):
+    def __init__(self, problem, dtype: torch.dtype, device: torch.device,
+                 chunk: int | None = None, memory_budget: int | None = None):
         self.problem = problem
-        self.chunk = chunk
+        self.chunk, self.memory_budget = chunk, memory_budget
         self.points = problem.evaluation_points(dtype=dtype, device=device)  # (M, d)
         self.reference = problem.solution(self.points).detach()  # (M, m)
         self._reference_grad: Tensor | None = None  # (M, d, m), computed on first use
@@ -48,18 +52,23 @@ class Evaluator:
             try:
                 # SolutionField is pointwise, so first-order autograd gives the gradient
                 field = SolutionField(self.problem)
-                self._reference_grad = torch.cat([
-                    autograd_jet(field, self.points[s:s + self.chunk]).grad.detach()
-                    for s in range(0, self.points.shape[0], self.chunk)])
+                self._reference_grad = map_chunks(
+                    lambda x: autograd_jet(field, x).grad.detach(), self.points,
+                    self._chunk(None, self.points.shape[1]))
             except Exception:  # an exact function autograd cannot differentiate
                 self._grad_failed = True
         return self._reference_grad
 
+    def _chunk(self, model: nn.Module | None, dim: int = 0) -> int:
+        """Points per evaluation: ``chunk``, else from the budget for ``model`` carrying
+        gradients in ``dim`` coordinates."""
+        return self.chunk or points_per_chunk(model, dim, 0, self.points.element_size(),
+                                              self.memory_budget)
+
     @torch.no_grad()
     def predict(self, model: nn.Module) -> Tensor:
         """``(M, m)`` model values at the evaluation points."""
-        return torch.cat([model(self.points[s:s + self.chunk])
-                          for s in range(0, self.points.shape[0], self.chunk)])
+        return map_chunks(model, self.points, self._chunk(model))
 
     def __call__(self, model: nn.Module, h1: bool = True) -> dict[str, float]:
         """``l2_rel``, ``max_abs_err``, ``mse`` and, when ``h1``, ``h1_rel`` and ``h1_mse``
@@ -78,11 +87,12 @@ class Evaluator:
         ref_grad = self.reference_grad if h1 else None
         if ref_grad is not None:
             grad_err_sq = 0.0
-            for s in range(0, self.points.shape[0], self.chunk):
-                x = self.points[s:s + self.chunk]
+            chunk = self._chunk(model, self.points.shape[1])
+            for s in range(0, self.points.shape[0], chunk):
+                x = self.points[s:s + chunk]
                 with torch.no_grad():
                     g = compute_jet(model, x, None, "jet").grad
-                grad_err_sq += float((g - ref_grad[s:s + self.chunk]).square().sum())
+                grad_err_sq += float((g - ref_grad[s:s + chunk]).square().sum())
             den = ref_sq + float(ref_grad.square().sum())
             out["h1_rel"] = math.sqrt((err_sq + grad_err_sq) / den) if den > 0 else math.nan
             out["h1_mse"] = (err_sq + grad_err_sq) / err.numel()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from kanpde.chunking import map_chunks, points_per_chunk
 from kanpde.conditions import ConditionPoints, Initial, InitialRate
 from kanpde.config import SamplingConfig
 from kanpde.sampling import rad_sample, rar_d_add
@@ -82,14 +83,16 @@ def sample_points(problem, config: SamplingConfig, generator: torch.Generator,
 
 
 def residual_magnitude(residuals: Callable[[Tensor], dict[str, Tensor]], x: Tensor,
-                       weights: dict[str, float], chunk: int = 4096) -> Tensor:
-    """``(M,)`` combined residual ``sqrt(sum_t lambda_t r_t^2)`` at ``x``, without a graph."""
-    out = []
-    for start in range(0, x.shape[0], chunk):
-        res = residuals(x[start:start + chunk])
+                       weights: dict[str, float], chunk: int | None = None) -> Tensor:
+    """``(M,)`` combined residual ``sqrt(sum_t lambda_t r_t^2)`` at ``x``, without a graph,
+    in chunks of ``chunk`` points (``None``: from the memory budget, :mod:`kanpde.chunking`)."""
+
+    def magnitude(part: Tensor) -> Tensor:
+        res = residuals(part)
         sq = sum(weights.get(k, 1.0) * r.detach() ** 2 for k, r in res.items())
-        out.append(torch.sqrt(sq))  # type: ignore[arg-type]
-    return torch.cat(out)
+        return torch.sqrt(sq)  # type: ignore[arg-type]
+
+    return map_chunks(magnitude, x, chunk or points_per_chunk(itemsize=x.element_size()))
 
 
 def refine(kind: str, points: TrainingPoints, problem, config: SamplingConfig,
