@@ -16,8 +16,17 @@ from typing import Any
 from kanpde.aggregate import aggregate
 
 EXIT_DIVERGED = 3
+EXIT_NO_METRICS = 4
 EXIT_INTERRUPTED = 130
-OVERRIDE_KEYS = ("engine", "dtype", "device", "seed")
+OVERRIDE_KEYS = ("engine", "dtype", "device", "seed", "threads")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,6 +60,8 @@ def _status_code(summary: dict[str, Any]) -> int:
         return EXIT_INTERRUPTED
     if status == "diverged":
         return EXIT_DIVERGED
+    if status == "no_metrics":
+        return EXIT_NO_METRICS
     return 0
 
 
@@ -64,7 +75,8 @@ def _checkpoint_config(run_dir: Path):
 
 
 def _run_one(problem, problem_path: str, config, out: Path, *,
-             overrides: dict[str, Any], resume: bool, quiet: bool) -> dict[str, Any]:
+             overrides: dict[str, Any], resume: bool, quiet: bool,
+             force: bool = False) -> dict[str, Any]:
     """Train one (problem, solver config) into ``out``; returns the summary (rank 0
     writes)."""
     from kanpde.distributed import is_main_process
@@ -72,7 +84,8 @@ def _run_one(problem, problem_path: str, config, out: Path, *,
     from kanpde.train import solve
 
     result = solve(problem, config, out_dir=out, resume=out if resume else None,
-                   progress=not quiet, problem_path=problem_path, overrides=overrides)
+                   progress=not quiet, problem_path=problem_path, overrides=overrides,
+                   force=force)
     result.summary.setdefault("solver", config.name)
     if is_main_process():
         save_result(result, out)
@@ -80,17 +93,17 @@ def _run_one(problem, problem_path: str, config, out: Path, *,
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
-    if resume:
-        if not (out / "checkpoint.pt").is_file():
-            raise FileNotFoundError(f"--resume {out}: no checkpoint.pt in that directory")
-    elif (out / "summary.json").exists() or (out / "checkpoint.pt").exists():
-        raise ValueError(f"--out {out}: already holds a run; use --resume {out} to continue "
-                         "it or choose another directory")
+    from kanpde.rundir import check_free
+
+    check_free(out, resume=resume, flag="--resume" if resume else "--out",
+               check_lock=_is_main())
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
     """``kanpde solve PROBLEM.py [--solver S.toml] [--out DIR] ...``."""
+    from kanpde.exactcheck import EMPTY_EVALUATION, check_solution
     from kanpde.problem import load_problem
+    from kanpde.rundir import claim, safe_name
 
     problem = load_problem(args.problem)
     resuming = args.resume is not None
@@ -105,19 +118,59 @@ def cmd_solve(args: argparse.Namespace) -> int:
     elif args.out is not None:
         out = Path(args.out)
     else:
-        out = Path("runs") / f"{problem.name}-{config.name}-seed{seed}"
+        out = Path("runs") / safe_name(f"{problem.name}-{config.name}-seed{seed}")
     _check_out_dir(out, resuming)
-    with _processes(config, args):  # several under torchrun/srun: one data-parallel run
-        summary = _run_one(problem, args.problem, config, out,
-                           overrides=_overrides(args), resume=resuming, quiet=args.quiet)
-        if not _is_main():
-            return _status_code(summary)
+    warning = check_solution(problem)
+    if warning == EMPTY_EVALUATION:
+        raise ValueError(f"problem file '{args.problem}': {warning}; the error metrics "
+                         "could not be computed")
+    if warning and _is_main():
+        print(f"kanpde: warning: {args.problem}: {warning}", file=sys.stderr)
+    flag = "--resume" if resuming else "--out"
+    with claim(out, resume=resuming, flag=flag, active=_is_main()):
+        try:
+            with _processes(config, args):  # several under torchrun/srun: one run
+                summary = _run_one(problem, args.problem, config, out,
+                                   overrides=_overrides(args), resume=resuming,
+                                   quiet=args.quiet, force=args.force)
+                if not _is_main():
+                    return _status_code(summary)
+        except KeyboardInterrupt:  # outside the training loop, e.g. writing the result
+            _print_resume(args.problem, out)
+            return EXIT_INTERRUPTED
     print(_summary_line(summary))
     print(f"wrote {out / 'summary.json'} and {out / 'result.h5'}")
+    _print_status(args.problem, summary)
     if summary.get("status") == "interrupted":
-        print(f"interrupted: continue with  kanpde solve {args.problem} --resume {out}",
-              file=sys.stderr)
+        _print_resume(args.problem, out)
     return _status_code(summary)
+
+
+def _print_status(problem_path: str, summary: dict[str, Any]) -> None:
+    """Why a run is not ``ok``, and the stages that made no progress (stderr)."""
+    if summary.get("resumed_on_edited_problem"):
+        print(f"kanpde: warning: {problem_path}: the run was continued (--force) on a problem "
+              "file edited since it started", file=sys.stderr)
+    for st in summary.get("stages") or []:
+        if st.get("stopped") == "no_progress":
+            print(f"kanpde: warning: stage {st.get('index')} ({st.get('optimizer')}) "
+                  f"{st.get('reason')}", file=sys.stderr)
+    reason = summary.get("status_reason")
+    if reason and summary.get("status") not in ("ok", "interrupted"):
+        print(f"kanpde: error: {problem_path}: {summary.get('status')}: {reason}",
+              file=sys.stderr)
+
+
+def _print_resume(problem_path: str, out: Path) -> None:
+    """The command that continues the stopped run in ``out`` (stderr)."""
+    import shlex
+
+    if (out / "checkpoint.pt").is_file():
+        print(f"interrupted: continue with  kanpde solve {shlex.quote(str(problem_path))} "
+              f"--resume {shlex.quote(str(out))}", file=sys.stderr)
+    else:
+        print(f"interrupted before the first checkpoint: nothing to resume; {out} holds no "
+              "run, so the same command starts it again", file=sys.stderr)
 
 
 def _processes(config, args: argparse.Namespace):
@@ -145,14 +198,14 @@ def _summary_line(s: dict[str, Any]) -> str:
             f"{s.get('steps')} steps | {g('wall_time_s', '.1f')} s")
 
 
-def _history(run_dir: Path) -> dict[str, Any]:
-    """The histories of a finished run (empty when its result file cannot be read)."""
+def _load(run_dir: Path):
+    """A finished run's :class:`~kanpde.results.Result` (``None`` when it cannot be read)."""
     from kanpde.results import load_result
 
     try:
-        return load_result(run_dir).history
+        return load_result(run_dir)
     except (OSError, ValueError):
-        return {}
+        return None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -160,8 +213,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from kanpde.compare_figure import plot_comparison
     from kanpde.compare_report import markdown, matched_budgets
     from kanpde.config import load_config
+    from kanpde.plots import plot_result, shared_scales
     from kanpde.problem import load_problem
     from kanpde.results import load_summary
+    from kanpde.rundir import claim, safe_name
 
     problem = load_problem(args.problem)
     names = [load_config(path).name for path in args.solvers]  # validates every file first
@@ -172,28 +227,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     code = 0
     for path, name in zip(args.solvers, names, strict=True):
         for seed in args.seeds:
-            run_dir = out / f"{name}-seed{seed}"
+            run_dir = out / safe_name(f"{name}-seed{seed}")
             done = run_dir / "summary.json"
             if done.is_file() and load_summary(run_dir).get("status") == "ok":
                 summary = load_summary(run_dir)  # finished earlier: keep it
             else:
                 overrides = {**_overrides(args), "seed": seed}
                 resume = (run_dir / "checkpoint.pt").is_file()
-                summary = _run_one(problem, args.problem, _solver_config(path), run_dir,
-                                   overrides=overrides, resume=resume, quiet=args.quiet)
+                with claim(run_dir, resume=resume, flag="compare: run directory",
+                           active=_is_main()):
+                    summary = _run_one(problem, args.problem, _solver_config(path), run_dir,
+                                       overrides=overrides, resume=resume, quiet=args.quiet)
             summary.setdefault("solver", name)
             records.append({**summary, "run_dir": str(run_dir)})
             if _is_main():
                 print(_summary_line(summary))
             code = max(code, _status_code(summary))
             if summary.get("status") == "interrupted":
+                if _is_main():
+                    print("interrupted: the same kanpde compare command continues it",
+                          file=sys.stderr)
                 break
         if code == EXIT_INTERRUPTED:
             break
     if not _is_main():  # data-parallel launch: rank 0 writes the comparison
         return code
     rows = aggregate(records)
-    runs = [{"summary": r, "history": _history(Path(r["run_dir"]))} for r in records]
+    results = [_load(Path(r["run_dir"])) for r in records]
+    runs = [{"summary": r, "history": res.history if res is not None else {}}
+            for r, res in zip(records, results, strict=True)]
     matched = matched_budgets(runs)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(
@@ -203,8 +265,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     (out / "compare.md").write_text(table)
     plot_comparison(records, out / "compare.png", histories=[r["history"] for r in runs],
                     title=problem.name)
+    readable = [(r, res) for r, res in zip(records, results, strict=True) if res is not None]
+    scales = shared_scales([res for _, res in readable])
+    for r, res in readable:  # every run's maps on the comparison's colour scales
+        plot_result(res, r["run_dir"], scales=scales)
     print(table)
-    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'} and "
+          "each run's solution.png and history.png (one colour scale for all runs)")
     return code
 
 
@@ -244,6 +311,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``kanpde predict DIR POINTS [--out FILE]``."""
     from kanpde.export import predict_points, write_predictions
     from kanpde.results import load_result, model_state_to_torch
+    from kanpde.rundir import check_output_name
     from kanpde.train import build_model_from_spec
 
     result = load_result(args.run)
@@ -251,7 +319,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = build_model_from_spec(result.model_spec, problem)
     model.load_state_dict(model_state_to_torch(result))
     values = predict_points(model, args.points)
-    out = Path(args.out) if args.out else Path(args.run) / "predictions.npy"
+    out = check_output_name(args.out, "--out") if args.out else \
+        Path(args.run) / "predictions.npy"
     write_predictions(values, out)
     print(f"wrote {out} ({values.shape[0]} points x {values.shape[1]} fields)")
     return 0
@@ -288,6 +357,9 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--engine", help="override the derivative engine "
                                         "(jet, jet-torch, jet-triton, autograd)")
         p.add_argument("--dtype", help="override the dtype (float64, float32)")
+        p.add_argument("--threads", type=_positive_int,
+                       help="CPU threads of torch (default: the solver's 'threads', else the "
+                            "cores that are free: affinity minus the 1-minute load)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("solve", help="train one solver on a problem",
@@ -298,6 +370,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", help="run directory (default runs/PROBLEM-SOLVER-seedN)")
     p.add_argument("--resume", metavar="DIR", help="continue the stopped run in DIR (with the "
                                                    "solver it was started with)")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even though the problem file changed since "
+                        "the run started")
     overrides(p)
     p.set_defaults(func=cmd_solve)
 

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from kanpde.derivatives import FieldView, ProblemError, Scope
+from kanpde.usercode import call_user
 
 Value = float | Callable[[Scope], Tensor]
 Where = str | Sequence[str] | Callable[[Tensor], Tensor]
@@ -93,7 +94,8 @@ def _boundary(domain, n: int, generator: torch.Generator, method: str, on: Where
         pts, nrm, total = [], [], 0
         for _ in range(100):
             sample = domain.sample_boundary(max(2 * n, 64), generator, method=method)
-            keep = on(sample.points).to(torch.bool)
+            keep = torch.as_tensor(call_user(on, "boundary predicate 'on'", sample.points)
+                                   ).to(torch.bool)
             pts.append(sample.points[keep])
             nrm.append(sample.normals[keep])
             total += int(keep.sum())

@@ -9,6 +9,7 @@ section and key has a default, so an empty file is a valid (small KAN) solver::
     dtype = "float64"               # "float64" | "float32"
     device = "cpu"                  # "cpu" | "cuda" | "cuda:N"
     seed = 0
+    # threads = 2                   # CPU threads; default: the cores that are free
 
     [model]
     kind = "kan"                    # "kan" | "mlp"
@@ -44,13 +45,24 @@ ACTIVATIONS = ("tanh", "sin", "silu", "gelu")
 EMBEDDINGS = ("none", "fourier", "periodic")
 SAMPLING_METHODS = ("uniform", "lhs", "sobol", "halton", "grid")
 ADAPTIVE = ("none", "rad", "rar-d")
-OPTIMIZERS = ("adam", "lbfgs")
+OPTIMIZERS = ("adam", "lbfgs", "lm", "gauss_newton")
+SECOND_ORDER = ("lm", "gauss_newton")
+DAMPING_SCALINGS = ("diag", "identity")
+JACOBIAN_PATHS = ("auto", "vmap", "reverse", "loop")
 SCHEDULES = ("constant", "exponential", "cosine")
 WEIGHTINGS = ("fixed", "gradnorm")
 SCALINGS = ("strong", "weak")
 BACKENDS = ("auto", "gloo", "nccl")
-#: default learning rate per optimiser (L-BFGS: the initial line-search step)
-DEFAULT_LR = {"adam": 1e-3, "lbfgs": 1.0}
+#: default learning rate per optimiser (L-BFGS, Gauss-Newton: the initial line-search step;
+#: Levenberg-Marquardt does not use it)
+DEFAULT_LR = {"adam": 1e-3, "lbfgs": 1.0, "lm": 1.0, "gauss_newton": 1.0}
+#: defaults of the second-order stage keys (left out of a config dict when not given)
+SECOND_ORDER_DEFAULTS = {"damping": 1e-3, "damping_up": 10.0, "damping_down": 10.0,
+                         "damping_scaling": "diag", "chunk_size": 0, "max_params": 5000,
+                         "jacobian": "auto", "cg_steps": 50}
+#: the second-order keys only one of the two methods uses
+_LM_ONLY = ("chunk_size", "max_params", "jacobian")
+_GN_ONLY = ("cg_steps",)
 
 
 class ConfigError(ValueError):
@@ -272,6 +284,24 @@ class StageConfig(_Section):
         grid_update: move the KAN knots to the current interior points before the stage.
         grid_eps: uniform fraction of the updated knots (see ``KAN.update_grid``).
         max_time_s: wall-time cap of the stage (stops with "max_time").
+
+    Second-order stages (``"lm"``, ``"gauss_newton"``; see
+    :mod:`kanpde.training.second_order`) count ``steps`` in iterations (one Jacobian or one
+    CG solve each), stop on ``tolerance_grad`` (``max |grad L|``) and on ``tolerance_change``
+    taken *relative* (loss change over the loss, step over the parameter norm), and read
+    (``None``: the default in :data:`SECOND_ORDER_DEFAULTS`):
+
+    Attributes:
+        damping: initial damping ``lambda >= 0`` (0: undamped Gauss-Newton steps).
+        damping_up: factor ``> 1`` raising ``lambda`` after a rejected or poor step.
+        damping_down: factor ``> 1`` lowering ``lambda`` after a very good step.
+        damping_scaling: ``"diag"`` (``D = diag(J^T J)``, Marquardt) or ``"identity"``
+            (``D = I``; the only choice of ``gauss_newton``).
+        chunk_size: points per Jacobian chunk (``lm``; 0: chosen by path).
+        max_params: largest parameter count of the dense ``lm`` path.
+        jacobian: ``"auto"``, ``"vmap"``, ``"reverse"`` or ``"loop"`` (``lm``; see
+            :mod:`kanpde.training.jacobian`).
+        cg_steps: conjugate-gradient budget per ``gauss_newton`` iteration.
     """
 
     optimizer: str = _opt("adam", _choice(OPTIMIZERS))
@@ -287,10 +317,26 @@ class StageConfig(_Section):
     grid_update: bool = _opt(False, _bool)
     grid_eps: float = _opt(0.02, _float(ge=0.0, le=1.0))
     max_time_s: float | None = _opt(None, _optional(_float(gt=0.0)))
+    damping: float | None = _opt(None, _optional(_float(ge=0.0)))
+    damping_up: float | None = _opt(None, _optional(_float(gt=1.0)))
+    damping_down: float | None = _opt(None, _optional(_float(gt=1.0)))
+    damping_scaling: str | None = _opt(None, _optional(_choice(DAMPING_SCALINGS)))
+    chunk_size: int | None = _opt(None, _optional(_int(0)))
+    max_params: int | None = _opt(None, _optional(_int(1)))
+    jacobian: str | None = _opt(None, _optional(_choice(JACOBIAN_PATHS)))
+    cg_steps: int | None = _opt(None, _optional(_int(1)))
 
     def __post_init__(self) -> None:
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR.get(self.optimizer, 1e-3))
+
+
+def stage_option(stage: StageConfig, key: str) -> Any:
+    """A second-order key of ``stage``, or its default when not given."""
+    value = getattr(stage, key)
+    if value is None and key == "damping_scaling" and stage.optimizer == "gauss_newton":
+        return "identity"
+    return SECOND_ORDER_DEFAULTS[key] if value is None else value
 
 
 @dataclass(frozen=True)
@@ -396,6 +442,8 @@ class SolverConfig:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (checked when solving).
         seed: seed of the model initialisation and of the point generator.
         max_time_s: wall-time cap of the whole run (stops with status "max_time").
+        threads: CPU threads of torch (``None``: the cores that are free, see
+            :mod:`kanpde.threads`); not part of the resume check.
         model, sampling, stages, weighting, evaluation, checkpoint, regularization,
             distributed: the sections.
     """
@@ -406,6 +454,7 @@ class SolverConfig:
     device: str = _opt("cpu", _device)
     seed: int = _opt(0, _int(0))
     max_time_s: float | None = _opt(None, _optional(_float(gt=0.0)))
+    threads: int | None = _opt(None, _optional(_int(1)))
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stages: tuple[StageConfig, ...] = field(default_factory=_default_stages)
@@ -424,14 +473,14 @@ class SolverConfig:
 
     def with_overrides(self, overrides: Mapping[str, Any] | None,
                        source: str = "overrides") -> SolverConfig:
-        """A copy with top-level ``engine``/``dtype``/``device``/``seed`` replaced.
+        """A copy with top-level ``engine``/``dtype``/``device``/``seed``/``threads`` replaced.
 
         Raises:
             ConfigError: unknown key or bad value (naming ``source``).
         """
         if not overrides:
             return self
-        allowed = ("engine", "dtype", "device", "seed")
+        allowed = ("engine", "dtype", "device", "seed", "threads")
         d = self.to_dict()
         for key, value in overrides.items():
             if key not in allowed:
@@ -561,6 +610,18 @@ def _cross_check(c: SolverConfig, source: str) -> None:
             grid = st.grid_extend
         if st.schedule == "cosine" and st.lr_min > st.lr:
             fail(f"stages[{i}].lr_min", f"must be <= lr ({st.lr:g}), got {st.lr_min:g}")
+        for key in SECOND_ORDER_DEFAULTS:
+            if getattr(st, key) is None:
+                continue
+            only = ("lm",) if key in _LM_ONLY else ("gauss_newton",) if key in _GN_ONLY \
+                else SECOND_ORDER
+            if st.optimizer not in only:
+                fail(f"stages[{i}].{key}", f"only used with optimizer = "
+                                           f"{' or '.join(repr(o) for o in only)} (optimizer is "
+                                           f"{st.optimizer!r})")
+        if st.optimizer == "gauss_newton" and st.damping_scaling == "diag":
+            fail(f"stages[{i}].damping_scaling", "gauss_newton is matrix-free and damps with "
+                                                 "D = I; use 'identity' or optimizer = 'lm'")
     if m.kind == "mlp" and c.regularization.active:
         fail("regularization", "the sparsity penalty acts on KAN edges; the model is an MLP "
                                "(set l1 = entropy = 0 or model.kind = 'kan')")
@@ -588,14 +649,26 @@ def load_config(path: str | Path) -> SolverConfig:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: TOML syntax error: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                          f"offset {err.start}); TOML files are UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read it ({err.strerror})") from None
     data.setdefault("name", path.stem)
     return config_from_dict(data, source=source)
 
 
+#: top-level keys that do not change what is computed (a run may resume with other values)
+RUNTIME_KEYS = ("threads",)
+
+
 def diff_configs(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys where two config dicts differ (for resume checks)."""
+    """Dotted keys where two config dicts differ (for resume checks; :data:`RUNTIME_KEYS`
+    excepted)."""
     out: list[str] = []
     for key in sorted(set(a) | set(b), key=str):
+        if not prefix and key in RUNTIME_KEYS:
+            continue
         dotted = f"{prefix}.{key}" if prefix else str(key)
         va, vb = a.get(key), b.get(key)
         if isinstance(va, Mapping) and isinstance(vb, Mapping):

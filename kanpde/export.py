@@ -187,6 +187,11 @@ def _write_mesh(path: Path, points: np.ndarray, cells: tuple[str, np.ndarray],
                 data: dict[str, np.ndarray]) -> list[Path]:
     import meshio
 
+    from kanpde.rundir import check_output_name
+
+    check_output_name(path, "export")
+    if path.suffix == ".xdmf":
+        check_output_name(path.with_suffix(".h5"), "export")
     mesh = meshio.Mesh(_pad3(points), [cells], point_data=data)
     meshio.write(path, mesh)
     written = [path]
@@ -278,8 +283,9 @@ def read_points(path: str | os.PathLike, dim: int | None = None) -> np.ndarray:
     """Read points ``(N, d)`` (float64) from ``.npy``, ``.csv`` or ``.h5``.
 
     ``.npy``: an ``(N, d)`` array (``(N,)`` is read as ``d = 1``). ``.csv``: comma-separated
-    floats, one point per row, with an optional header row. ``.h5``/``.hdf5``: dataset
-    ``points``.
+    floats, one point per row, with an optional header row: the first row is a header only
+    when none of its fields is a number (so a typo in the first data row is reported, not
+    taken for a header). ``.h5``/``.hdf5``: dataset ``points``.
 
     Args:
         path: the file.
@@ -309,8 +315,11 @@ def read_points(path: str | os.PathLike, dim: int | None = None) -> np.ndarray:
         else:
             raise ValueError(f"unknown extension (expected one of {', '.join(POINT_FORMATS)})")
         pts = np.asarray(pts, dtype=np.float64)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"points file '{path}': {err}") from err
+    except (ValueError, OSError, EOFError, TypeError) as err:  # EOFError: a truncated .npy
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if path.stat().st_size == 0:
+            text = "the file is empty"
+        raise ValueError(f"points file '{path}': {text}") from err
     if pts.ndim == 1:
         pts = pts[:, None]
     if pts.ndim != 2 or pts.shape[0] == 0:
@@ -324,21 +333,30 @@ def read_points(path: str | os.PathLike, dim: int | None = None) -> np.ndarray:
     return pts
 
 
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_csv(path: Path) -> np.ndarray:
-    with path.open(encoding="utf-8") as fh:
-        lines = [ln.strip() for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
+    with path.open(encoding="utf-8") as fh:  # UnicodeDecodeError is a ValueError
+        lines = [(n, ln.strip()) for n, ln in enumerate(fh, start=1)
+                 if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise ValueError("no rows")
-    try:
-        [float(v) for v in lines[0].split(",")]
-    except ValueError:
-        lines = lines[1:]  # a header
+    if not any(_is_number(v) for v in lines[0][1].split(",")):
+        lines = lines[1:]  # a header: no field of it is a number
     rows = []
-    for i, line in enumerate(lines):
-        try:
-            rows.append([float(v) for v in line.split(",")])
-        except ValueError as err:
-            raise ValueError(f"row {i + 1}: {err}") from None
+    for i, (n, line) in enumerate(lines):
+        fields = line.split(",")
+        bad = next((v for v in fields if not _is_number(v)), None)
+        if bad is not None:
+            hint = " (a header row holds only names, no numbers)" if i == 0 else ""
+            raise ValueError(f"line {n}: {bad.strip()!r} is not a number{hint}")
+        rows.append([float(v) for v in fields])
     if not rows:
         raise ValueError("no data rows")
     if len({len(r) for r in rows}) != 1:
@@ -346,17 +364,21 @@ def _read_csv(path: Path) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def predict(model, points: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
+def predict(model, points: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
     """Model values ``(N, m)`` at ``points`` ``(N, d)``, in batches, without gradients.
 
-    Points are cast to the dtype and device of the model's parameters.
+    Points are cast to the dtype and device of the model's parameters. ``batch_size``
+    ``None`` chooses the batches from the memory budget (:mod:`kanpde.chunking`).
     """
     import torch
+
+    from kanpde.chunking import points_per_chunk
 
     tensors = list(model.parameters()) + list(model.buffers())
     dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float64)
     device = tensors[0].device if tensors else torch.device("cpu")
     x = torch.as_tensor(np.asarray(points), dtype=dtype)
+    batch_size = batch_size or points_per_chunk(model, itemsize=x.element_size())
     outs = []
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
@@ -366,7 +388,7 @@ def predict(model, points: np.ndarray, *, batch_size: int = 65536) -> np.ndarray
 
 
 def predict_points(model, points_path: str | os.PathLike, *,
-                   batch_size: int = 65536) -> np.ndarray:
+                   batch_size: int | None = None) -> np.ndarray:
     """Read points from ``points_path`` (see :func:`read_points`) and return the model's
     values there, ``(N, m)`` float64. The number of coordinates is checked against the
     model's ``in_dim`` when it has one."""
@@ -387,7 +409,9 @@ def write_predictions(values: np.ndarray, out_path: str | os.PathLike, *,
     Raises:
         ValueError: unknown extension, or shapes that do not match.
     """
-    path = Path(out_path)
+    from kanpde.rundir import check_output_name
+
+    path = check_output_name(out_path, "output")
     vals = _as_2d(np.asarray(values, dtype=np.float64))
     pts = _as_2d(None if points is None else np.asarray(points, dtype=np.float64))
     if pts is not None and pts.shape[0] != vals.shape[0]:

@@ -45,14 +45,25 @@ PANEL = (4.2, 3.4)  # inches per panel (width, height)
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    from kanpde.rundir import check_output_name
+
+    check_output_name(path, "plot")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, format="png")
     return path
 
 
-def plot_result(result: Result, out_dir: str | os.PathLike) -> list[Path]:
+def plot_result(result: Result, out_dir: str | os.PathLike, *,
+                scales: Sequence[tuple[float, float, float]] | None = None) -> list[Path]:
     """Write ``solution.png`` (when the result holds fields) and ``history.png`` (when it
     holds a loss or evaluation history) into ``out_dir``.
+
+    Args:
+        result: the run.
+        out_dir: where the figures go.
+        scales: per field ``(vmin, vmax, error_max)`` colour limits of the maps, so that
+            several runs' figures share one scale (see :func:`shared_scales`); default: each
+            figure its own.
 
     Returns:
         The paths written.
@@ -60,7 +71,7 @@ def plot_result(result: Result, out_dir: str | os.PathLike) -> list[Path]:
     out = Path(out_dir)
     written = []
     if result.points is not None and result.prediction is not None:
-        written.append(_save(solution_figure(result), out / "solution.png"))
+        written.append(_save(solution_figure(result, scales), out / "solution.png"))
     if any(k == "loss" or k.startswith("loss/") or k.startswith("eval_")
            for k in result.history):
         written.append(_save(history_figure(result), out / "history.png"))
@@ -76,8 +87,36 @@ def _columns(arr: np.ndarray | None, n: int) -> np.ndarray | None:
     return arr.reshape(n, -1)
 
 
-def solution_figure(result: Result) -> Figure:
-    """The ``solution.png`` figure (see the module docstring)."""
+def shared_scales(results: Sequence[Result]) -> list[tuple[float, float, float]]:
+    """Per field ``(vmin, vmax, error_max)`` over several runs of one problem (finite values
+    of their predictions and references, and of their absolute errors)."""
+    out = []
+    fields = max((np.asarray(r.prediction).reshape(len(r.points), -1).shape[1]
+                  for r in results if r.prediction is not None and r.points is not None),
+                 default=0)
+    for j in range(fields):
+        vals, errs = [], []
+        for r in results:
+            if r.prediction is None or r.points is None:
+                continue
+            p = _columns(r.prediction, len(r.points))[:, j]
+            vals.append(p)
+            if r.reference is not None:
+                ref = _columns(r.reference, len(r.points))[:, j]
+                vals.append(ref)
+                errs.append(np.abs(p - ref))
+        v = np.concatenate(vals) if vals else np.zeros(1)
+        e = np.concatenate(errs) if errs else np.zeros(1)
+        v, e = v[np.isfinite(v)], e[np.isfinite(e)]
+        out.append((float(v.min()) if v.size else 0.0, float(v.max()) if v.size else 1.0,
+                    float(e.max()) if e.size and e.max() > 0 else 1.0))
+    return out
+
+
+def solution_figure(result: Result,
+                    scales: Sequence[tuple[float, float, float]] | None = None) -> Figure:
+    """The ``solution.png`` figure (see the module docstring); ``scales`` as in
+    :func:`plot_result`."""
     pts = np.asarray(result.points, dtype=np.float64)
     pts = pts[:, None] if pts.ndim == 1 else pts
     n, d = pts.shape
@@ -96,10 +135,12 @@ def solution_figure(result: Result) -> Figure:
     for j in range(rows):
         p = pred[:, j]
         r = ref[:, j] if ref is not None else None
+        scale = scales[j] if scales is not None and j < len(scales) else None
         if d == 1:
-            _line_row(axes[j], pts[:, 0], p, r, coords[0], fields[j])
+            _line_row(axes[j], pts[:, 0], p, r, coords[0], fields[j], scale)
         elif d == 2:
-            _map_row(fig, axes[j], tri, p, r, coords, fields[j], result.time is not None)
+            _map_row(fig, axes[j], tri, p, r, coords, fields[j], result.time is not None,
+                     scale)
         else:
             _scatter_row(axes[j], pts, p, r, fields[j])
     return fig
@@ -118,7 +159,7 @@ def _triangulation(pts: np.ndarray) -> Triangulation | np.ndarray:
 
 
 def _line_row(axes, x: np.ndarray, p: np.ndarray, r: np.ndarray | None, coord: str,
-              name: str) -> None:
+              name: str, scale: tuple[float, float, float] | None = None) -> None:
     order = np.argsort(x, kind="stable")
     x = x[order]
     ax = axes[0]
@@ -132,21 +173,29 @@ def _line_row(axes, x: np.ndarray, p: np.ndarray, r: np.ndarray | None, coord: s
         err = np.abs(p - r)[order]
         ax.semilogy(x, np.where(err > 0, err, np.nan), lw=1.0, color="C3")
         ax.set(xlabel=coord, ylabel=f"|{name} error|", title=f"|error|, max {err.max():.2e}")
+        if scale is not None:  # one error axis for every run of a comparison
+            positive = err[err > 0]
+            low = float(positive.min()) if positive.size else scale[2] * 1e-6
+            ax.set_ylim(min(low, scale[2]) * 0.5, scale[2] * 2)
     else:
         ax.set_axis_off()
 
 
 def _map_row(fig: Figure, axes, tri: Triangulation | np.ndarray, p: np.ndarray,
-             r: np.ndarray | None, coords: Sequence[str], name: str, space_time: bool) -> None:
+             r: np.ndarray | None, coords: Sequence[str], name: str, space_time: bool,
+             scale: tuple[float, float, float] | None = None) -> None:
     both = p if r is None else np.concatenate([p, r])
     finite = both[np.isfinite(both)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if scale is not None:
+        lo, hi = scale[0], scale[1]
     panels = [(p, f"{name} prediction", "viridis", lo, hi)]
     if r is not None:
         err = np.abs(p - r)
         panels.append((r, f"{name} reference", "viridis", lo, hi))
+        emax = float(np.nanmax(err)) if np.isfinite(err).any() else 1.0
         panels.append((err, f"|{name} error|, max {np.nanmax(err):.2e}", "magma", 0.0,
-                       float(np.nanmax(err)) if np.isfinite(err).any() else 1.0))
+                       scale[2] if scale is not None else emax))
     for ax, (values, label, cmap, vmin, vmax) in zip(axes, panels, strict=False):
         if isinstance(tri, Triangulation):
             art = ax.tripcolor(tri, values, shading="gouraud", cmap=cmap, vmin=vmin,
@@ -234,10 +283,11 @@ def history_figure(result: Result) -> Figure:
     """The ``history.png`` figure (see the module docstring)."""
     h = result.history
     has_eval = "eval_l2_rel" in h or "eval_max_abs_err" in h
-    fig = Figure(figsize=((2 if has_eval else 1) * PANEL[0] * 1.3, PANEL[1] * 1.2),
+    fig = Figure(figsize=((2 if has_eval else 1) * PANEL[0] * 1.3, PANEL[1] * 1.45),
                  layout="constrained")
     axes = fig.subplots(1, 2 if has_eval else 1, squeeze=False)[0]
     ax = axes[0]
+    weights = result.summary.get("weights") or {}
     losses = [k for k in h if k == "loss" or k.startswith("loss/")]
     for key in losses:
         y = _positive(h[key])
@@ -245,20 +295,29 @@ def history_figure(result: Result) -> Figure:
         if step.size != y.size:
             step = np.arange(y.size, dtype=np.float64)
         total = key == "loss"
+        term = key.split("/", 1)[-1]
+        w = weights.get(term)
+        label = ("total (weighted sum)" if total else
+                 term + (f" (weight {w:.3g})" if isinstance(w, int | float) else ""))
         ax.plot(step, y, lw=1.6 if total else 1.0, color="k" if total else None,
-                label="total" if total else key.split("/", 1)[1], zorder=3 if total else 2)
+                label=label, zorder=3 if total else 2)
     if losses:
         ax.set_yscale("log")
-        ax.legend(fontsize="small")
-    ax.set(xlabel="step", ylabel="loss", title="loss")
-    marks = [(s, label, "0.5", "--", -12) for s, label in _stage_starts(result.summary)]
-    marks += [(s, label, "tab:purple", ":", -24) for s, label in _grid_events(result.summary)]
-    for start, label, color, style, dy in marks:
-        for a in axes:
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                  ncols=2, frameon=False)
+    ax.set(xlabel="step", ylabel="loss", title="loss: terms unweighted, total weighted")
+    marks = [(s, label, "0.5", "--") for s, label in _stage_starts(result.summary)]
+    marks += [(s, label, "tab:purple", ":") for s, label in _grid_events(result.summary)]
+    for a in axes:
+        for start, _, color, style in marks:
             a.axvline(start, color=color, ls=style, lw=0.9)
-        ax.annotate(label, (start, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, dy), textcoords="offset points", fontsize="small",
-                    color=color)
+    if marks:  # labels as ticks of a top axis: rotated, never under the legend
+        merged: dict[float, list[str]] = {}
+        for start, label, _, _ in marks:  # one label per step ("lbfgs; extend G=10")
+            merged.setdefault(start, []).append(label)
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(list(merged), labels=["; ".join(v) for v in merged.values()],
+                       fontsize="x-small", rotation=60, ha="left")
     if has_eval:
         ax = axes[1]
         for key, label in (("eval_l2_rel", "relative L2"), ("eval_max_abs_err", "max |error|")):

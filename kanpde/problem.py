@@ -21,9 +21,9 @@ file runs on the "jet" and "autograd" engines and never names either.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,13 @@ from kanpde.derivatives import (
     compute_jet,
 )
 from kanpde.jet import Channels, Jet
+from kanpde.usercode import (
+    UserCodeError,
+    call_user,
+    describe_failure,
+    first_line,
+    user_location,
+)
 
 Residual = Callable[[Scope], Tensor]
 
@@ -69,6 +76,10 @@ class Problem:
         eval_points: number of random evaluation points (``d > 2`` or non-box domains).
         transform: optional hard-constraint output transform (see :mod:`kanpde.nn.transform`).
         description: free text (the file's docstring by default).
+        source_path: the problem file it was loaded from (set by :func:`load_problem`;
+            named in every error raised while evaluating the problem's functions).
+        source_sha256: SHA-256 of that file's bytes (checkpoints record it, so a run does
+            not silently resume on an edited problem).
     """
 
     name: str
@@ -87,6 +98,8 @@ class Problem:
     eval_points: int = 10_000
     transform: object | None = None
     description: str = ""
+    source_path: str = ""
+    source_sha256: str = ""
 
     def __post_init__(self) -> None:
         coords = tuple(self.coords)
@@ -141,9 +154,29 @@ class Problem:
                       {f: FieldView(f, x.new_zeros(x.shape[0]), recorder) for f in self.fields},
                       self.parameters(x))
         for key, fn in self.residuals.items():
-            out = fn(scope)
-            self._check_output(out, x.shape[0], f"residual {key!r}")
+            what = self.what(f"residual {key!r}")
+            self._check_output(call_user(fn, what, scope), x.shape[0], what)
         return recorder.keys
+
+    def what(self, name: str) -> str:
+        """``name`` (a residual, condition or the exact solution) as error messages say it:
+        prefixed with the problem file once the problem was loaded from one."""
+        return f"problem file '{self.source_path}': {name}" if self.source_path else name
+
+    def condition_title(self, condition: Condition) -> str:
+        """``"condition 2 'inflow' (Dirichlet on x_min)"``: a condition in error messages."""
+        index = next((i for i, c in enumerate(self.conditions) if c is condition), None)
+        on = getattr(condition, "on", None)
+        if on is None:
+            where = ""
+        elif isinstance(on, str) or not callable(on):
+            where = f" on {on if isinstance(on, str) else ', '.join(map(str, on))}"
+        else:
+            where = " on a predicate"
+        kind = f"{type(condition).__name__}{where}"
+        if index is None:
+            return f"condition {condition.describe()} ({kind})"
+        return f"condition {index} {condition.label(index)!r} ({kind})"
 
     @staticmethod
     def _check_output(out, n: int, what: str) -> Tensor:
@@ -215,8 +248,15 @@ class Problem:
                         unknowns: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """``{name: (N,)}`` PDE residuals of ``model`` at interior points ``x``."""
         s = self.scope(model, x, engine=engine, unknowns=unknowns)
-        return {k: self._check_output(fn(s), x.shape[0], f"residual {k!r}")
-                for k, fn in self.residuals.items()}
+        return {k: self.residual(k, s) for k in self.residuals}
+
+    def residual(self, name: str, s: Scope) -> Tensor:
+        """Residual ``name`` on the scope ``s``: ``(N,)``. Any failure of the user's function
+        (or a wrong shape) is one :class:`~kanpde.derivatives.ProblemError` line naming the
+        problem file and the residual."""
+        what = self.what(f"residual {name!r}")
+        return self._check_output(call_user(self.residuals[name], what, s),
+                                  s.points.shape[0], what)
 
     def condition_values(self, condition: Condition, model: nn.Module, pts: ConditionPoints,
                          *, engine: str = "jet",
@@ -224,7 +264,7 @@ class Problem:
         """Residual ``(n,)`` of one condition at its points."""
         s = self.scope(model, pts.points, engine=engine, order=condition.order,
                        unknowns=unknowns, normals=pts.normals)
-        out = condition.residual(s)
+        out = call_user(condition.residual, self.what(self.condition_title(condition)), s)
         if isinstance(out, FieldView):
             out = out.value
         return out
@@ -234,14 +274,20 @@ class Problem:
     def solution(self, x: Tensor) -> Tensor:
         """``(N, m)`` exact or reference solution at ``x``."""
         if self.exact is not None:
-            out = self.exact(x)
+            what = self.what("exact solution")
+            out = call_user(self.exact, what, x)
         else:
-            out = self.reference(x)  # type: ignore[misc]
-        out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+            what = self.what("reference solution")
+            out = call_user(self.reference, what, x)  # type: ignore[arg-type]
+        try:
+            out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ProblemError(f"{what} returned {type(out).__name__}, expected a tensor of "
+                               f"shape ({x.shape[0]},) ({err})") from err
         if out.ndim == 1:
             out = out[:, None]
         if out.shape != (x.shape[0], len(self.fields)):
-            raise ProblemError(f"solution returned shape {tuple(out.shape)}, expected "
+            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected "
                                f"({x.shape[0]}, {len(self.fields)})")
         return out
 
@@ -257,6 +303,8 @@ class Problem:
                     for i in range(d)]
             grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
             grid = grid[self.domain.inside(grid)]
+        elif self.eval_points < 1:  # an empty evaluation set (refused by solve and check)
+            grid = torch.zeros(0, d, dtype=torch.float64)
         else:
             grid = self.domain.sample_interior(self.eval_points,
                                                torch.Generator().manual_seed(12345))
@@ -319,20 +367,28 @@ def load_problem(path: str | Path) -> Problem:
         raise ProblemError(f"problem file '{path}': not found")
     if path.suffix != ".py":
         raise ProblemError(f"problem file '{path}': expected a Python file (.py)")
+    try:
+        source = path.read_bytes()
+    except OSError as err:
+        raise ProblemError(f"problem file '{path}': cannot read it ({err.strerror})") from err
     module_name = f"kanpde_problem_{path.stem}_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except ProblemError as err:
+    except UserCodeError as err:  # a residual or the solution failed in the probe
         raise ProblemError(f"problem file '{path}': {err}") from err
+    except ProblemError as err:  # Problem(...) refused the definition: say where
+        where = user_location(err)
+        raise ProblemError(f"problem file '{path}': {first_line(err)}"
+                           + (f" ({where})" if where else "")) from err
+    except SystemExit as err:
+        raise ProblemError(f"problem file '{path}': {describe_failure('import', err)}; a "
+                           "problem file defines `problem` and must not exit") from err
     except Exception as err:  # the user's code failed: say where
-        tb = traceback.extract_tb(err.__traceback__)
-        where = next((f"line {f.lineno}" for f in reversed(tb) if f.filename == str(path)),
-                     "import")
-        raise ProblemError(f"problem file '{path}': {type(err).__name__} at {where}: "
-                           f"{err}") from err
+        raise ProblemError(f"problem file '{path}': "
+                           f"{describe_failure('import', err)}") from err
     finally:
         sys.modules.pop(module_name, None)
     problem = getattr(module, "problem", None)
@@ -345,9 +401,9 @@ def load_problem(path: str | Path) -> Problem:
         check_problem(problem)
     except ProblemError as err:
         raise ProblemError(f"problem file '{path}': {err}") from err
-    if not problem.description and module.__doc__:
-        problem = dataclasses.replace(problem, description=module.__doc__.strip())
-    return problem
+    description = problem.description or (module.__doc__ or "").strip()
+    return dataclasses.replace(problem, description=description, source_path=str(path),
+                               source_sha256=hashlib.sha256(source).hexdigest())
 
 
 def check_problem(problem: Problem, n: int = 8) -> None:
@@ -358,14 +414,16 @@ def check_problem(problem: Problem, n: int = 8) -> None:
     x = problem.domain.sample_interior(n, gen)
     model = KAN([len(problem.coords), 3, len(problem.fields)], grid_size=3)
     problem.residual_values(model, x)
-    for i, cond in enumerate(problem.conditions):
+    for cond in problem.conditions:
+        title = problem.condition_title(cond)
         try:
             pts = cond.sample(problem.domain, n, gen)
-            out = problem.condition_values(cond, model, pts)
-        except ProblemError as err:
-            raise ProblemError(f"condition {cond.label(i)} ({type(cond).__name__}): "
-                               f"{err}") from err
+        except UserCodeError as err:
+            raise ProblemError(f"{title}: {err}") from err
+        except (ProblemError, ValueError) as err:
+            raise ProblemError(f"{title}: {first_line(err)}") from err
+        out = problem.condition_values(cond, model, pts)
         if not isinstance(out, Tensor) or out.ndim != 1:
-            raise ProblemError(f"condition {cond.label(i)} returned "
+            raise ProblemError(f"{title} returned "
                                f"{getattr(out, 'shape', type(out).__name__)}, expected (n,)")
     problem.solution(x)

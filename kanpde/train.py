@@ -2,17 +2,23 @@
 
 The loss is ``sum_t lambda_t mean(r_t^2)`` over the PDE residuals (at the interior points)
 and the conditions (at their points), with derivatives from the solver's engine. Optimiser
-stages (Adam with a learning-rate schedule, L-BFGS with an honest iteration budget) run in
-sequence; KAN grid extension and grid update happen between stages, after which the
-optimiser is rebuilt. Unknown parameters of inverse problems are ``nn.Parameter`` s trained
-with the network. See :mod:`kanpde.training` for the pieces:
+stages (Adam with a learning-rate schedule, L-BFGS with an honest iteration budget,
+Levenberg-Marquardt and Gauss-Newton on the residual vector) run in sequence; KAN grid
+extension and grid update happen between stages, after which the optimiser is rebuilt.
+Unknown parameters of inverse problems are ``nn.Parameter`` s trained with the network.
+See :mod:`kanpde.training` for the pieces:
 
 * :mod:`kanpde.training.model`: model from config (embeddings, hard constraint), and back
   from a result's ``model_spec``;
 * :mod:`kanpde.training.trainer`: the loop, NaN guard, grid events, resampling, evaluation;
 * :mod:`kanpde.training.parallel`: sharding and rank-consistent decisions of data-parallel
   runs (:mod:`kanpde.distributed`);
+* :mod:`kanpde.training.loss`: the one PINN loss (terms, weighted objective, residual
+  vector), with :mod:`kanpde.training.sharding` for data-parallel runs;
 * :mod:`kanpde.training.optim`: schedules, L-BFGS driven one iteration at a time;
+* :mod:`kanpde.training.second_order`: Levenberg-Marquardt and matrix-free Gauss-Newton
+  stages on the residual vector (:mod:`kanpde.training.jacobian`,
+  :mod:`kanpde.training.least_squares`);
 * :mod:`kanpde.training.weighting`: fixed, grad-norm and causal weights;
 * :mod:`kanpde.training.points`: collocation sets, RAD and RAR-D;
 * :mod:`kanpde.training.checkpoint`: atomic checkpoints and resume checks;
@@ -40,9 +46,13 @@ from typing import Any
 
 import numpy as np
 
-from kanpde.config import SolverConfig, config_from_dict, load_config
+from kanpde.config import ConfigError, SolverConfig, config_from_dict, load_config
+from kanpde.derivatives import ProblemError
+from kanpde.exactcheck import EMPTY_EVALUATION
 from kanpde.results import Result
+from kanpde.threads import apply_threads, current_threads
 from kanpde.training import checkpoint as ckpt
+from kanpde.training.divergence import explain_divergence
 from kanpde.training.model import (
     build_model,
     build_model_from_spec,
@@ -61,7 +71,7 @@ def solve(problem, config: SolverConfig | Mapping | str | Path, *,
           out_dir: str | Path | None = None, resume: str | Path | None = None,
           progress: bool = True, problem_path: str = "",
           overrides: Mapping[str, Any] | None = None,
-          callback: Callable[[dict], None] | None = None) -> Result:
+          callback: Callable[[dict], None] | None = None, force: bool = False) -> Result:
     """Train the solver ``config`` on ``problem``.
 
     Args:
@@ -71,22 +81,31 @@ def solve(problem, config: SolverConfig | Mapping | str | Path, *,
             steps, at stage ends and on interrupt); ``None`` writes nothing (unless
             resuming: then the resume directory).
         resume: a run directory (or checkpoint file) to continue from. It must come from the
-            same problem and the same resolved solver config.
+            same problem (name and, for a problem file, its exact contents) and the same
+            resolved solver config, and its checksum must match.
         progress: tqdm progress bar on stderr.
         problem_path: recorded in the result.
-        overrides: ``{"engine", "dtype", "device", "seed"}`` replacing the config's values
-            before anything is built.
+        overrides: ``{"engine", "dtype", "device", "seed", "threads"}`` replacing the
+            config's values before anything is built. The CPU thread count (``threads``, or
+            the cores that are free, :mod:`kanpde.threads`) is applied to this process.
         callback: called after every step with ``{"stage", "step", "global_step", "loss",
             "model"}``; raising ``KeyboardInterrupt`` there stops the run like Ctrl-C.
+        force: resume even though the problem file changed since the checkpoint.
 
     Returns:
         The :class:`~kanpde.results.Result`; ``summary["status"]`` is ``"ok"``,
-        ``"diverged"`` (three non-finite losses in a row), ``"interrupted"``
-        (``KeyboardInterrupt``; the checkpoint is written) or ``"max_time"``.
+        ``"diverged"`` (three non-finite or exploding losses in a row; see
+        :mod:`kanpde.training.divergence`), ``"interrupted"`` (``KeyboardInterrupt``; the
+        checkpoint is written), ``"max_time"`` or ``"no_metrics"`` (trained, but the error
+        metrics are not finite, e.g. a NaN exact solution). Unless it is ``"ok"``,
+        ``summary["status_reason"]`` says why in one line.
 
     Raises:
         ConfigError: bad config or overrides, unavailable device, bad term names in
-            ``weighting.weights``, or a checkpoint from another problem or solver.
+            ``weighting.weights``, or a checkpoint from another problem or solver, an
+            edited problem file (without ``force``), or a damaged or incomplete checkpoint.
+        ProblemError: the problem's evaluation set is empty, or its functions fail (one
+            line naming the problem file and the function).
     """
     if isinstance(problem, str | Path):
         from kanpde.problem import load_problem
@@ -99,17 +118,29 @@ def solve(problem, config: SolverConfig | Mapping | str | Path, *,
         config = config_from_dict(config)
     config = config.with_overrides(overrides)
     resolve_device(config.device)
-    data = None
+    apply_threads(config.threads)
+    data, edited = None, False
     if resume is not None:
         data = ckpt.load_checkpoint(resume)
         ckpt.check_compatible(data, problem.name, config.to_dict())
+        edited = ckpt.check_problem_source(data, problem, force)
         if out_dir is None:
             out_dir = Path(data["path"]).parent
+    if problem.evaluation_points().shape[0] == 0:
+        raise ProblemError(problem.what(f"{EMPTY_EVALUATION}; the error metrics could not "
+                                        "be computed"))
     trainer = Trainer(problem, config, out_dir=out_dir, progress=progress, callback=callback)
     if data is not None:
-        trainer.load(data)
+        try:
+            trainer.load(data)
+        except KeyError as err:
+            raise ConfigError(f"resume: {data['path']}: incomplete checkpoint (missing "
+                              f"{err})") from err
     trainer.run()
-    return _result(trainer, problem_path)
+    result = _result(trainer, problem_path)
+    if edited:  # continued knowingly (force) on an edited problem file
+        result.summary["resumed_on_edited_problem"] = True
+    return result
 
 
 def _versions() -> dict[str, str]:
@@ -125,6 +156,34 @@ def _versions() -> dict[str, str]:
 
 def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _status(trainer: Trainer, metrics: Mapping[str, float]) -> tuple[str, str | None]:
+    """The run's status, and why when it is not ``"ok"`` (one line)."""
+    if trainer.status == "diverged":
+        return "diverged", explain_divergence(trainer)
+    if trainer.status == "interrupted":
+        return "interrupted", "stopped by an interrupt (Ctrl-C or SIGTERM); the checkpoint " \
+                              "is written, resume continues the run"
+    if trainer.status == "max_time":
+        return "max_time", "stopped at the wall-time cap max_time_s"
+    bad = [k for k in ("l2_rel", "max_abs_err", "mse") if not math.isfinite(metrics[k])]
+    if not bad:
+        return trainer.status, None
+    ev = trainer.evaluator
+    ref = ev.reference.reshape(ev.reference.shape[0], -1)
+    wrong = ~ref.isfinite().all(dim=1)
+    source = "exact solution" if trainer.problem.exact is not None else "reference solution"
+    if bool(wrong.any()):
+        i = int(wrong.nonzero()[0, 0])
+        at = ", ".join(f"{c}={v:.4g}" for c, v in zip(trainer.problem.coords,
+                                                       ev.points[i].tolist(), strict=False))
+        why = (f"the {source} is not finite at {int(wrong.sum())} of {ref.shape[0]} "
+               f"evaluation points (e.g. {at})")
+    else:
+        why = "the model's prediction is not finite on the evaluation points"
+    return "no_metrics", (f"{', '.join(bad)} could not be computed: {why}; the trained model "
+                          "is saved")
 
 
 def _result(trainer: Trainer, problem_path: str) -> Result:
@@ -153,6 +212,7 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
         "cpu_time_s": trainer.cpu_elapsed(),
         "final_loss": final_loss, "status": trainer.status, "engine": cfg.engine,
         "dtype": cfg.dtype, "device": cfg.device, "seed": cfg.seed,
+        "threads": current_threads(),
         "h1_rel": None if h1 is None or math.isnan(h1) else h1,
         "h1_mse": _finite_or_none(metrics.get("h1_mse")),
         "loss_terms": final_terms, "weights": dict(trainer.weights.weights),
@@ -162,6 +222,10 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
         "unknowns": unknowns, "nan_rollbacks": trainer.rollbacks,
         "points": trainer.points.counts(), "resumed_from": trainer.resumed_from,
     }
+    status, reason = _status(trainer, metrics)
+    summary["status"] = status
+    if reason:
+        summary["status_reason"] = reason
     if trainer.dist.active:
         summary["distributed"] = {"world_size": trainer.dist.world_size,
                                   "scaling": trainer.dist.scaling}

@@ -192,17 +192,20 @@ problem = Problem(
 
 BAD_FILES = {
     "alpha_shape": ('Robin(on="x_max", alpha=lambda s: s.points)',
-                    "condition robin1 (Robin): alpha returned shape (8, 2), expected (8,)"),
+                    "condition 1 'robin1' (Robin on x_max): alpha returned shape (8, 2), "
+                    "expected (8,)"),
     "alpha_raises": ('Robin(on="x_max", alpha=lambda s: 1 / 0)',
-                     "condition robin1 (Robin): alpha raised ZeroDivisionError: division by zero"),
+                     "condition 1 'robin1' (Robin on x_max): alpha raised ZeroDivisionError: "
+                     "division by zero"),
     "beta_unknown_name": ('Robin(on="x_max", beta=lambda s: s.kappa)',
-                          "condition robin1 (Robin): beta: unknown name 'kappa'"),
+                          "condition 1 'robin1' (Robin on x_max): beta: unknown name 'kappa'"),
     "value_type": ('Neumann(on="y_max", value=lambda s: "one", name="lid")',
-                   "condition lid (Neumann): value returned str, expected a tensor"),
+                   "condition 1 'lid' (Neumann on y_max): value returned str, expected a tensor"),
     "alpha_constant_type": ('Robin(on="x_max", alpha="2")',
                             "Robin: alpha must be a number or a callable of the scope"),
     "value_shape": ('Dirichlet(on="y_min", value=lambda s: torch.zeros(3))',
-                    "condition dirichlet1 (Dirichlet): value returned shape (3,), expected (8,)"),
+                    "condition 1 'dirichlet1' (Dirichlet on y_min): value returned shape (3,), "
+                    "expected (8,)"),
 }
 
 

@@ -479,7 +479,8 @@ _GOOD = dict(prefix="", target="problem", domain='Box([0, 0], [1, 1], coord_name
              residual="s.u.laplacian()", conditions="[Dirichlet(value=0.0)]")
 
 BAD_FILES: dict[str, tuple[dict[str, str], str]] = {
-    "raises_on_import": (dict(prefix='raise RuntimeError("boom")'), "RuntimeError at line 9"),
+    "raises_on_import": (dict(prefix='raise RuntimeError("boom")'),
+                         "import raised RuntimeError: boom ("),
     "no_problem": (dict(target="prob"), "defines no `problem`"),
     "unknown_coordinate": (dict(residual='s.u.d("z")'), "unknown coordinate 'z'"),
     "unknown_field": (dict(residual='s.w.d("x")'), "unknown name 'w'"),

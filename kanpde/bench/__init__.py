@@ -13,8 +13,11 @@ Subcommands (each module offers ``add_parser(subparsers)`` and ``run(args) -> in
   (:mod:`kanpde.bench.claim`); ``all``: all of them (:mod:`kanpde.bench.everything`).
   Their solver settings are in :mod:`kanpde.bench.budgets`, their resumable runner in
   :mod:`kanpde.bench.runner`.
+* ``second-order``: Levenberg-Marquardt against L-BFGS, accuracy targets and the cost of an
+  LM iteration (:mod:`kanpde.bench.second_order`).
 * ``anchors``: kanpde beside DeepXDE and pykan on the same problem, points and recipe
-  (:mod:`kanpde.bench.anchors`).
+  (:mod:`kanpde.bench.anchors`); ``speed``: their times to accuracy on ``poisson2d_paper``
+  (:mod:`kanpde.bench.speed`).
 
 Shared timing, memory and machine helpers live in :mod:`kanpde.bench.common`. Submodules are
 imported when :func:`register` runs, so importing this package stays cheap.
@@ -46,6 +49,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         kernels,
         matched,
         scaling,
+        second_order,
+        speed,
         suite,
     )
 
@@ -62,6 +67,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     everything.add_parser(commands)
     distributed.add_parser(commands)
     anchors.add_parser(commands)
+    second_order.add_parser(commands)
+    speed.add_parser(commands)
     return parser
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kanpde.rundir import safe_name
+
 SUITE_PROBLEMS = ("poisson2d_sinsin", "poisson2d_paper", "helmholtz2d", "poisson_mesh",
                   "poisson_nd", "poisson_inverse", "kovasznay", "heat1d", "advection1d",
                   "wave1d", "burgers1d", "allen_cahn1d")
@@ -95,7 +97,7 @@ class Job:
     tags: Mapping[str, Any] = field(default_factory=dict)
 
     def run_dir(self, root: Path) -> Path:
-        return root / self.problem / f"{self.label}-seed{self.seed}"
+        return root / safe_name(self.problem) / safe_name(f"{self.label}-seed{self.seed}")
 
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
@@ -104,7 +106,8 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
     if not (run_dir / "summary.json").is_file():
         return None
     summary = load_summary(run_dir)
-    return summary if summary.get("status") in ("ok", "diverged", "max_time") else None
+    return summary if summary.get("status") in ("ok", "diverged", "max_time", "no_metrics") \
+        else None
 
 
 def run_jobs(jobs: Iterable[Job], problems: Mapping[str, Path], root: str | Path, *,
@@ -126,6 +129,7 @@ def run_jobs(jobs: Iterable[Job], problems: Mapping[str, Path], root: str | Path
     from kanpde.config import config_from_dict
     from kanpde.problem import load_problem
     from kanpde.results import save_result
+    from kanpde.rundir import claim
     from kanpde.train import solve
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -142,9 +146,10 @@ def run_jobs(jobs: Iterable[Job], problems: Mapping[str, Path], root: str | Path
                                       source=f"{job.label}")
             resume = run_dir if (run_dir / "checkpoint.pt").is_file() else None
             start = time.perf_counter()
-            result = solve(loaded[job.problem], config, out_dir=run_dir, resume=resume,
-                           progress=not quiet, problem_path=str(problems[job.problem]))
-            save_result(result, run_dir)
+            with claim(run_dir, resume=resume is not None, flag="bench: run directory"):
+                result = solve(loaded[job.problem], config, out_dir=run_dir, resume=resume,
+                               progress=not quiet, problem_path=str(problems[job.problem]))
+                save_result(result, run_dir)
             summary = result.summary
             if summary.get("status") == "interrupted":
                 raise KeyboardInterrupt

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from kanpde.derivatives import autograd_jet
 from kanpde.jet import Channels, Jet
 from kanpde.nn.common import make_channels
+from kanpde.usercode import call_user
 
 FieldFn = Callable[[Tensor], Tensor]
 
@@ -27,7 +28,9 @@ class _Function(nn.Module):
         self.width = width
 
     def forward(self, x: Tensor) -> Tensor:
-        out = torch.as_tensor(self.fn(x), dtype=x.dtype, device=x.device)
+        name = getattr(self.fn, "__name__", type(self.fn).__name__)
+        out = call_user(self.fn, f"hard-constraint function {name!r}", x)
+        out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
         if out.ndim == 0:
             out = out.expand(x.shape[0])
         if out.ndim == 1:

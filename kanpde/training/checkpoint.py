@@ -3,15 +3,16 @@
 A checkpoint holds everything needed to continue a run exactly where it stopped: the model
 state (KAN layers load states of another grid size), the optimiser state, the stage index
 and the step within it, the points, the generator state, the history, the weighting state,
-the unknowns, the NaN-guard learning-rate scale, the resolved config dict and the problem
-name. Only tensors, numbers, strings, lists and dicts are stored.
+the unknowns, the NaN-guard learning-rate scale, the resolved config dict, the problem
+name and the SHA-256 of the problem file. Only tensors, numbers, strings, lists and dicts are
+stored. The file carries a checksum and the previous one is kept as ``checkpoint.prev.pt``
+(:mod:`kanpde.training.checkpoint_file`); a resume refuses a damaged file, an incomplete one,
+and an edited problem file unless told to go on (:func:`check_problem_source`).
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,17 @@ import torch
 from torch import Tensor
 
 from kanpde.config import ConfigError, diff_configs
+from kanpde.training.checkpoint_file import check_complete, read_checkpoint, write_checkpoint
 from kanpde.training.model import network
 from kanpde.training.points import TrainingPoints
 
 FILENAME = "checkpoint.pt"
 FORMAT = 1
+#: keys every checkpoint holds (checked before a resume touches any of them)
+REQUIRED = ("format", "problem", "config", "model", "optimizer", "stage", "step_in_stage",
+            "global_step", "events_done", "points", "generator", "history", "eval_history",
+            "weights", "unknowns", "lr_scale", "failures", "rollbacks", "replaying",
+            "prev_loss", "stage_records", "grid_events", "elapsed", "stage_elapsed")
 
 
 def checkpoint_path(where: str | Path) -> Path:
@@ -34,41 +41,48 @@ def checkpoint_path(where: str | Path) -> Path:
 
 
 def save_checkpoint(where: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` to ``where/checkpoint.pt`` atomically (temp file + ``os.replace``)."""
-    path = checkpoint_path(where)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format": FORMAT, **payload}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``payload`` to ``where/checkpoint.pt`` atomically, with its checksum, keeping
+    the checkpoint it replaces as ``checkpoint.prev.pt``."""
+    return write_checkpoint(checkpoint_path(where), {"format": FORMAT, **payload})
 
 
 def load_checkpoint(where: str | Path) -> dict[str, Any]:
     """Read a checkpoint (a run directory or the ``.pt`` file).
 
     Raises:
-        ConfigError: no checkpoint there, or an unreadable one.
+        ConfigError: no checkpoint there, or a damaged, incomplete or foreign one (one line
+            naming the file).
     """
     path = checkpoint_path(where)
-    if not path.is_file():
-        raise ConfigError(f"resume: {path}: no checkpoint found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt or foreign file
-        raise ConfigError(f"resume: {path}: cannot read checkpoint ({err})") from err
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    data = read_checkpoint(path)
+    if data.get("format") != FORMAT:
         raise ConfigError(f"resume: {path}: not a kanpde checkpoint (format "
-                          f"{data.get('format') if isinstance(data, dict) else '?'})")
+                          f"{data.get('format')!r})")
+    check_complete(data, REQUIRED, str(path))
     data["path"] = str(path)
     return data
+
+
+def check_problem_source(data: Mapping[str, Any], problem, force: bool = False) -> bool:
+    """Raise unless the checkpoint was written for the same problem *file contents*.
+
+    Both digests must be known (a problem built in Python has none) for the check to apply.
+
+    Returns:
+        Whether the problem file changed (only possible with ``force``).
+
+    Raises:
+        ConfigError: the file changed and ``force`` is false (one line, naming the file).
+    """
+    then, now = data.get("problem_sha256") or "", getattr(problem, "source_sha256", "")
+    if not then or not now or then == now:
+        return False
+    if not force:
+        raise ConfigError(f"resume: {data.get('path', 'checkpoint')}: the problem file "
+                          f"'{problem.source_path}' changed since this run started (sha256 "
+                          f"{then[:12]}... then, {now[:12]}... now); restore it, or pass "
+                          "--force to continue the run on the edited problem")
+    return True
 
 
 def check_compatible(data: Mapping[str, Any], problem_name: str,
@@ -103,6 +117,8 @@ def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
     costs more than a loss evaluation of a small network; this costs a few list copies.
     """
     sd = optimizer.state_dict()
+    if "state" not in sd:  # a second-order stage: damping and counts
+        return copy.deepcopy(sd)
 
     def dup(v: Any) -> Any:
         if isinstance(v, Tensor):
@@ -160,6 +176,7 @@ def payload(tr) -> dict[str, Any]:
     """What a checkpoint of the trainer holds."""
     return {
         "problem": tr.problem.name, "config": tr.config.to_dict(),
+        "problem_sha256": getattr(tr.problem, "source_sha256", ""),
         "model": {k: v.detach().cpu() if isinstance(v, Tensor) else v
                   for k, v in tr.model.state_dict().items()},
         "grid_size": [layer.grid_size for layer in network(tr.model).layers]

@@ -2,15 +2,15 @@
 
 :class:`DataParallel` is a mixin: its methods read the trainer's ``dist`` (a
 :class:`kanpde.distributed.Context`), ``points``, ``config``, ``problem``, ``model``,
-``generator``, ``weights`` and ``device``. With one process every method is the identity or
-the plain single-process computation; with several, the point sets are the global ones on
-every rank, each rank evaluates its shard, and decisions are taken from gathered or summed
-quantities (see :mod:`kanpde.distributed` for the scheme).
+``generator``, ``weights``, ``sharding`` and ``device``. With one process every method is the
+identity or the plain single-process computation; with several, the point sets are the
+global ones on every rank, each rank evaluates its shard (through
+:class:`~kanpde.training.sharding.Sharding`), and decisions are taken from gathered or
+summed quantities (see :mod:`kanpde.distributed` for the scheme).
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from kanpde.conditions import ConditionPoints
@@ -66,29 +66,17 @@ class DataParallel:
 
     def _local_points(self) -> TrainingPoints:
         """This process's shard of the point sets (all of them in a one-process run)."""
-        d = self.dist
-        if not d.active:
-            return self.points
-        return TrainingPoints(d.shard(self.points.interior),  # type: ignore[arg-type]
-                              [ConditionPoints(d.shard(c.points), d.shard(c.normals))
-                               for c in self.points.conditions])
+        return self.sharding.local(self.points)
 
     def _mean(self, sq: Tensor, n_global: int) -> Tensor:
-        """``mean(sq)`` over the global set of ``n_global`` rows; with several processes this
-        process's part ``sum(shard) / (n_global * fields)`` (the parts add up to the mean)."""
-        if not self.dist.active:
-            return sq.mean()
-        return sq.sum() / (n_global * (sq.numel() // max(sq.shape[0], 1) if sq.dim() else 1))
+        """This process's part of ``mean(sq)`` over the global set (see
+        :meth:`kanpde.training.sharding.Sharding.mean`)."""
+        return self.sharding.mean(sq, n_global)
 
     def _reduce(self, terms: dict[str, Tensor], grads: list[Tensor] | None = None,
                 what: str = "loss all-reduce") -> dict[str, Tensor]:
         """Sum the term values (and, in place, ``grads``) over processes (one all-reduce)."""
-        names = list(terms)
-        vals = torch.stack([terms[k].detach().reshape(()) for k in names])
-        out = self.dist.all_reduce_flat([vals, *(grads or [])], what)
-        for g, new in zip(grads or [], out[1:], strict=True):
-            g.copy_(new)
-        return {k: out[0][i] for i, k in enumerate(names)}
+        return self.sharding.reduce_terms(terms, grads, what)
 
     def _sync_model(self) -> None:
         """Overwrite every process's model state with rank 0's."""

@@ -11,10 +11,13 @@ Order of one iteration (``global_step = g``)::
     -> NaN guard / L-BFGS convergence checks -> optimiser update -> g + 1
     -> evaluation, resampling, adaptive refinement, checkpoint (each when due)
 
-The NaN guard: a non-finite loss or gradient rolls everything (model, optimiser, unknowns,
-points, generator, weights, history) back to the last iteration whose loss was finite, halves
-the learning rate (for L-BFGS also clearing its memory) and tries again; three failures in a
-row end the run with status ``"diverged"``, keeping all that came before.
+The NaN guard: a non-finite loss or gradient, or an exploding loss (finite, but over
+``1e8`` times the stage's best; :mod:`kanpde.training.divergence`), rolls everything (model,
+optimiser, unknowns, points, generator, weights, history) back to the last iteration whose
+loss was finite, halves the learning rate (for L-BFGS also clearing its memory) and tries
+again; three failures in a row end the run with status ``"diverged"``, keeping all that came
+before. An L-BFGS iteration whose line search finds no lower loss ends its stage as
+``"no_progress"``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from kanpde.config import ConfigError, SolverConfig, StageConfig
 from kanpde.distributed import DistributedError, point_seed, rank_device
 from kanpde.distributed import context as dist_context
 from kanpde.training import checkpoint as ckpt
+from kanpde.training import divergence, least_squares, second_order
+from kanpde.training.loss import NonFiniteError, PinnLoss
 from kanpde.training.metrics import Evaluator
 from kanpde.training.model import (
     as_dtype,
@@ -50,13 +55,11 @@ from kanpde.training.optim import (
     set_lr,
 )
 from kanpde.training.parallel import DataParallel
-from kanpde.training.weighting import LossWeights, causal_terms, time_bins
+from kanpde.training.sharding import Sharding
+from kanpde.training.weighting import LossWeights
 
 MAX_FAILURES = 3
-
-
-class NonFiniteError(ArithmeticError):
-    """The loss could not be evaluated because of non-finite values (handled by the guard)."""
+__all__ = ["Trainer", "NonFiniteError", "MAX_FAILURES"]
 
 
 class Trainer(DataParallel):
@@ -92,6 +95,14 @@ class Trainer(DataParallel):
         self.weights = LossWeights(self.res_names, self.cond_names, defaults, config.weighting)
         if config.regularization.active:  # the KAN sparsity penalty enters with weight 1
             self.weights.weights["regularization"] = 1.0
+        self.sharding = Sharding(self.dist)
+        #: the one PINN loss: terms, objective and residual vector
+        self.loss = PinnLoss(problem, self.weights, weighting=config.weighting,
+                             regularization=config.regularization, engine=config.engine,
+                             sharding=self.sharding, unknowns=self.unknowns)
+        least_squares.check_dense_limit(problem, config, len(self.unknowns))
+        self.second_order_columns = any(s.optimizer in second_order.SECOND_ORDER
+                                        for s in config.stages)
         weak = self.dist.active and dc.scaling == "weak"
         self.generator = torch.Generator().manual_seed(
             point_seed(config.seed, self.dist.rank) if weak else config.seed)
@@ -109,10 +120,11 @@ class Trainer(DataParallel):
         self.cpu_before = 0.0
         self.prev_loss: float | None = None
         self.status = "ok"
+        #: the exploding-loss test of the NaN guard (:mod:`kanpde.training.divergence`)
+        self.divergence = divergence.DivergenceRule()
         self.resumed_from: str | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.closure: CachedClosure | None = None
-        self.causal_min = math.nan
         self._gradnorm_now = False
         self._snap: dict | None = None
         self._good: dict | None = None
@@ -146,37 +158,10 @@ class Trainer(DataParallel):
         """Model parameters, then the unknowns."""
         return list(self.model.parameters()) + list(self.unknowns.values())
 
-    def terms(self) -> dict[str, Tensor]:
-        """``{term: mean squared residual}`` (residual terms causally weighted if asked)."""
-        unk = self.unknowns or None
-        pts = self._local_points()
-        x = pts.interior
-        res = self.problem.residual_values(self.model, x, engine=self.config.engine,
-                                           unknowns=unk)
-        w = self.config.weighting
-        if w.causal:
-            t0, t1 = (float(b[-1]) for b in self.problem.domain.bbox)
-            bins = time_bins(x[:, -1], t0, t1, w.causal_bins)
-            terms, cw = causal_terms({k: r.square() for k, r in res.items()}, bins,
-                                     w.causal_bins, self.weights.weights, w.causal_eps)
-            self.causal_min = float(cw.min())
-        else:
-            n = self.points.interior.shape[0]
-            terms = {k: self._mean(r.square(), n) for k, r in res.items()}
-        for i, cond in enumerate(self.problem.conditions):
-            r = self.problem.condition_values(cond, self.model, pts.conditions[i],
-                                              engine=self.config.engine, unknowns=unk)
-            n = self.points.conditions[i].points.shape[0]
-            terms[self.cond_names[i]] = self._mean(r.square(), n)
-        reg = self.config.regularization
-        if reg.active:
-            from kanpde.interpret.regularization import sparsity_penalty
-
-            # not a mean of pointwise terms: every process takes 1/W of the global value
-            terms["regularization"] = sparsity_penalty(
-                network(self.model), self.points.interior, reg.l1,
-                reg.entropy) / self.dist.world_size
-        return terms
+    @property
+    def causal_min(self) -> float:
+        """Smallest causal weight of the last loss evaluation (NaN without causal weights)."""
+        return self.loss.causal_min
 
     def _evaluate(self) -> tuple[Tensor, dict]:
         """Loss with gradients set on all parameters (the closure body).
@@ -188,7 +173,7 @@ class Trainer(DataParallel):
             p.grad = None
         failed = ""
         try:
-            terms = self.terms()
+            terms = self.loss.terms(self.model, self.points)
         except RuntimeError as err:
             # KAN layers fed non-finite activations fail in the spline interval index
             # ("index ... is out of bounds") instead of returning NaN
@@ -215,7 +200,7 @@ class Trainer(DataParallel):
     def loss_value(self) -> tuple[float, dict[str, float]]:
         """Loss and terms at the current parameters, without gradients."""
         with torch.no_grad():
-            terms = self.terms()
+            terms = self.loss.terms(self.model, self.points)
             if self.dist.active:
                 terms = self._reduce(terms)
             return float(self.weights.total(terms)), {k: float(v) for k, v in terms.items()}
@@ -235,6 +220,12 @@ class Trainer(DataParallel):
 
     def _new_optimizer(self) -> None:
         st = self.config.stages[self.stage]
+        if st.optimizer in second_order.SECOND_ORDER:  # damping and counts, no torch state
+            old, self.closure = self.optimizer, None
+            self.optimizer = second_order.make_stage(st, self.lr_scale)
+            if isinstance(old, type(self.optimizer)):  # a rollback keeps the counts
+                self.optimizer.totals = dict(old.totals)
+            return
         self.optimizer = make_optimizer(st, self.params(), self.lr_scale)
         self.closure = CachedClosure(self.params(), self._evaluate) \
             if st.optimizer == "lbfgs" else None
@@ -346,7 +337,10 @@ class Trainer(DataParallel):
         self._finish_stage(st, stopped, converged_at)
 
     def _iteration(self, st: StageConfig) -> str:
-        """One optimiser iteration; returns "continue", "converged" or "diverged"."""
+        """One optimiser iteration; returns "continue", "converged", "no_progress" or
+        "diverged"."""
+        if st.optimizer in second_order.SECOND_ORDER:
+            return least_squares.run_iteration(self, st)
         self._snap, self._dirty = self._snapshot(), True
         lbfgs = st.optimizer == "lbfgs"
         lr = learning_rate(st, self.step_in_stage, self.lr_scale)
@@ -363,7 +357,8 @@ class Trainer(DataParallel):
         except NonFiniteError:
             return self._nan_guard()
         loss = float(loss_t)
-        if not math.isfinite(loss) or not grads_finite(self.params()):
+        if not math.isfinite(loss) or not grads_finite(self.params()) \
+                or self.divergence.exploded(loss, self.history, self.stage):
             return self._nan_guard()
         if not self.replaying:
             self.failures = 0
@@ -386,9 +381,12 @@ class Trainer(DataParallel):
         self.step_in_stage += 1
         self.global_step += 1
         small_step = lbfgs and lbfgs_step_size(self.optimizer) <= st.tolerance_change
+        stuck = lbfgs and divergence.lbfgs_took_no_step(self.optimizer)  # type: ignore[arg-type]
         self._after_step()
         self._dirty = False
         self._report(loss)
+        if stuck:
+            return "no_progress"
         if small_step and self.step_in_stage < st.steps:
             return "converged"
         return "continue"
@@ -409,7 +407,8 @@ class Trainer(DataParallel):
         self._dirty = False
         return "continue"
 
-    def _record(self, loss: float, terms: dict[str, float], lr: float) -> None:
+    def _record(self, loss: float, terms: dict[str, float], lr: float,
+                extra: dict[str, float] | None = None) -> None:
         h = self.history
         row = {"step": self.global_step, "stage": self.stage, "loss": loss, "lr": lr,
                "time_s": self.elapsed(), "cpu_s": self.cpu_elapsed()}
@@ -418,6 +417,8 @@ class Trainer(DataParallel):
             row.update({f"weight/{k}": v for k, v in self.weights.weights.items()})
         if self.config.weighting.causal:
             row["causal_min_weight"] = self.causal_min
+        if self.second_order_columns:  # damping and evaluation counts (NaN: first-order)
+            row.update(extra or least_squares.history_row())
         row.update({f"unknown/{k}": float(v.detach()) for k, v in self.unknowns.items()})
         for k, v in row.items():
             h.setdefault(k, []).append(v)
@@ -476,7 +477,9 @@ class Trainer(DataParallel):
         net = network(self.model)
         reason = {"budget": "ran all planned steps",
                   "converged": "met tolerance_grad or tolerance_change",
-                  "max_time": "wall-time cap", "diverged": "non-finite loss 3 times in a row"}
+                  "max_time": "wall-time cap", "diverged": divergence.DIVERGED_REASON,
+                  "no_progress": divergence.no_progress_reason(
+                      st.lr * self.lr_scale, self.step_in_stage)}
         self.stage_records.append({
             "index": self.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
             "start_step": self.global_step - self.step_in_stage,
@@ -487,6 +490,8 @@ class Trainer(DataParallel):
             "wall_time_s": self.stage_elapsed(), "elapsed_s": self.elapsed(),
             "final_loss": self.loss_value()[0],
             "n_params": trainable_parameters(self.model),
+            **({"second_order": self.optimizer.record()}
+               if st.optimizer in second_order.SECOND_ORDER else {}),
             # the error of the model as this stage leaves it (scaling studies read these)
             "metrics": self._metrics_now(),
         })
