@@ -115,3 +115,18 @@ def test_a_study_for_another_problem_is_refused_and_left_untouched(tmp_path, cap
     with pytest.raises(TuneError, match="family"):
         tune(load_problem(SINSIN), "kan", 1, out, time_per_trial=1.0, search_space="tiny",
              problem_path=SINSIN)
+
+
+def test_second_order_stages_in_the_search(tmp_path):
+    problem = load_problem(SINSIN)
+    res = tune(problem, "mlp", 1, tmp_path / "lm", time_per_trial=2.0, search_space="tiny",
+               fixed={"second_stage": "lm"}, problem_path=SINSIN)
+    (trial,) = res.trials
+    assert trial["state"] == "complete"
+    assert [s["optimizer"] for s in trial["solver"]["stages"]][-1] == "lm"
+    # above the dense limit the matrix-free form takes the place of Levenberg-Marquardt
+    big = tune(problem, "mlp", 1, tmp_path / "gn", time_per_trial=2.0, search_space="tiny",
+               fixed={"second_stage": "lm", "depth": 2, "width": 100}, problem_path=SINSIN)
+    (trial,) = big.trials
+    assert trial["n_params"] > 5000 and trial["state"] == "complete"
+    assert trial["solver"]["stages"][-1]["optimizer"] == "gauss_newton"

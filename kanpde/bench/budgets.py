@@ -221,6 +221,8 @@ def pykan_solver(recipe: dict[str, Any]) -> dict[str, Any]:
 # [...]) one of the listed values. "both" applies to every family; each family adds the
 # knobs its practitioners turn. A trial's time (--time-per-trial) is split between an Adam
 # stage (adam_fraction of it) and the following stage(s); the step counts are caps only.
+# The following stages are L-BFGS or Levenberg-Marquardt ("lm"; above the dense limit of
+# 5000 parameters its matrix-free form, Gauss-Newton, takes its place).
 
 SEARCH_SPACES: dict[str, dict[str, dict[str, tuple]]] = {
     "default": {
@@ -228,7 +230,7 @@ SEARCH_SPACES: dict[str, dict[str, dict[str, tuple]]] = {
             "adam_lr": ("log", 1e-4, 3e-2),
             "schedule": ("choice", ["constant", "exponential"]),
             "adam_fraction": ("choice", [0.0, 0.1, 0.25, 0.5, 0.75]),
-            "second_stage": ("choice", ["lbfgs"]),
+            "second_stage": ("choice", ["lbfgs", "lm"]),
             "residual_weight": ("log", 1e-4, 1.0),
             "condition_weight": ("log", 0.1, 10.0),
             "interior": ("choice", [500, 1000, 2000, 4000]),

@@ -36,10 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kanpde.config import SECOND_ORDER_DEFAULTS
 from kanpde.tune import space as spaces
 from kanpde.tune.validation import validation_loss, validation_points
 
 STUDY_NAME = "kanpde-tune"
+LM_DENSE_LIMIT = int(SECOND_ORDER_DEFAULTS["max_params"])
+"""Above this many parameters a trial's ``lm`` stages become ``gauss_newton`` (the dense
+``J^T J`` default limit)."""
 SKIP_LIMIT = 20
 """A study gives up after ``SKIP_LIMIT * trials`` configurations above the parameter cap."""
 
@@ -215,6 +219,13 @@ class _Objective:
                                name=f"{self.family}-trial{trial.number}")
         config = config_from_dict(solver, source=f"trial {trial.number}")
         n_params = _n_params(self.problem, config)
+        if values.get("second_stage") == "lm" and n_params > LM_DENSE_LIMIT:
+            # above the dense Levenberg-Marquardt limit its matrix-free form takes over
+            values["second_stage"] = "gauss_newton"
+            solver = spaces.solver(self.family, values, self.time_s, self.seed,
+                                   name=f"{self.family}-trial{trial.number}")
+            config = config_from_dict(solver, source=f"trial {trial.number}")
+        trial.set_user_attr("second_stage", values.get("second_stage"))
         trial.set_user_attr("n_params", n_params)
         if self.max_params is not None and n_params > self.max_params:
             trial.set_user_attr("reason", f"{n_params} parameters > --max-params "

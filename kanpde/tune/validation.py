@@ -41,6 +41,9 @@ def validation_loss(problem, model: nn.Module, points: TrainingPoints,
                     unknowns: Mapping[str, float] | None = None) -> dict[str, float]:
     """Per-term mean squared residuals on ``points`` and their weighted ``total``.
 
+    The terms are those of the training loss (:class:`~kanpde.training.loss.PinnLoss`) with
+    the problem's own weights, no causal weighting and no sparsity penalty.
+
     Args:
         problem: the problem.
         model: the trained model (float64).
@@ -51,17 +54,21 @@ def validation_loss(problem, model: nn.Module, points: TrainingPoints,
         ``{term: mean square, ..., "total": L_val}``; NaN when the model gives non-finite
         values.
     """
+    from kanpde.config import RegularizationConfig, WeightingConfig
+    from kanpde.training.loss import PinnLoss
+    from kanpde.training.weighting import LossWeights
+
     unk = None if not unknowns else {
         k: torch.tensor(float(v), dtype=torch.float64) for k, v in unknowns.items()}
-    res = problem.residual_values(model, points.interior, engine="jet", unknowns=unk)
-    out = {k: float(r.detach().square().mean()) for k, r in res.items()}
-    total = sum(out.values())
-    for i, cond in enumerate(problem.conditions):
-        r = problem.condition_values(cond, model, points.conditions[i], engine="jet",
-                                     unknowns=unk)
-        out[cond.label(i)] = float(r.detach().square().mean())
-        total += float(cond.weight) * out[cond.label(i)]
-    out["total"] = float(total)
+    conds = [c.label(i) for i, c in enumerate(problem.conditions)]
+    defaults = {c.label(i): float(c.weight) for i, c in enumerate(problem.conditions)}
+    weights = LossWeights(list(problem.residuals), conds, defaults, WeightingConfig())
+    loss = PinnLoss(problem, weights, weighting=WeightingConfig(),
+                    regularization=RegularizationConfig(), unknowns=unk)
+    with torch.no_grad():
+        terms = loss.terms(model, points)
+        out = {k: float(v) for k, v in terms.items()}
+        out["total"] = float(loss.objective(terms))
     return out
 
 
