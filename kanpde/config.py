@@ -46,6 +46,7 @@ EMBEDDINGS = ("none", "fourier", "periodic")
 SAMPLING_METHODS = ("uniform", "lhs", "sobol", "halton", "grid")
 ADAPTIVE = ("none", "rad", "rar-d")
 OPTIMIZERS = ("adam", "lbfgs", "lm", "gauss_newton")
+TIME_CLOCKS = ("wall", "cpu")
 SECOND_ORDER = ("lm", "gauss_newton")
 DAMPING_SCALINGS = ("diag", "identity")
 JACOBIAN_PATHS = ("auto", "vmap", "reverse", "loop")
@@ -442,6 +443,9 @@ class SolverConfig:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (checked when solving).
         seed: seed of the model initialisation and of the point generator.
         max_time_s: wall-time cap of the whole run (stops with status "max_time").
+        time_clock: the clock of every ``max_time_s`` (run and stages): ``"wall"`` (wall
+            time) or ``"cpu"`` (process CPU time, user + system: hardly changed by other
+            jobs on a shared machine, so capped runs are comparable).
         threads: CPU threads of torch (``None``: the cores that are free, see
             :mod:`kanpde.threads`); not part of the resume check.
         model, sampling, stages, weighting, evaluation, checkpoint, regularization,
@@ -454,6 +458,7 @@ class SolverConfig:
     device: str = _opt("cpu", _device)
     seed: int = _opt(0, _int(0))
     max_time_s: float | None = _opt(None, _optional(_float(gt=0.0)))
+    time_clock: str = _opt("wall", _choice(TIME_CLOCKS))
     threads: int | None = _opt(None, _optional(_int(1)))
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

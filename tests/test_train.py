@@ -386,6 +386,20 @@ def test_stage_time_cap(sinsin):
     assert r.summary["status"] == "max_time"
 
 
+def test_time_caps_on_the_cpu_clock(sinsin):
+    r = run(sinsin, tiny("kan", [{"optimizer": "adam", "steps": 10_000, "max_time_s": 0.3},
+                                 {"optimizer": "adam", "steps": 2}], time_clock="cpu"))
+    st = r.summary["stages"]
+    assert st[0]["stopped"] == "max_time" and st[0]["steps_run"] < 10_000
+    cpu = r.history["cpu_s"]
+    stage0 = cpu[np.asarray(r.history["stage"]) == 0]
+    span = stage0[-1] - stage0[0]  # CPU seconds between the stage's first and last steps
+    assert 0.2 <= span <= 0.6  # the cap (0.3 s of CPU time) within a few steps
+    assert r.summary["status"] == "ok"
+    with pytest.raises(ConfigError, match="time_clock"):
+        run(sinsin, tiny("kan", [{"optimizer": "adam", "steps": 2}], time_clock="gpu"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("solver", ["kan_default", "mlp_default"])
 def test_default_solvers_on_poisson2d_sinsin(solver):

@@ -59,7 +59,8 @@ def tuned_solver(problem_name: str, problem_path: Path, family: str, budget: str
 
     res = tune(load_problem(problem_path), family, n_trials, out,
                time_per_trial=seconds, max_params=max_params, seed=0,
-               search_space=tb["space"], problem_path=problem_path, fixed=fixed, log=log)
+               search_space=tb["space"], problem_path=problem_path, fixed=fixed,
+               clock=tb.get("clock", "wall"), log=log)
     if res.interrupted:
         raise KeyboardInterrupt
     if res.best is None:
@@ -68,6 +69,7 @@ def tuned_solver(problem_name: str, problem_path: Path, family: str, budget: str
     with (out / "best.toml").open("rb") as fh:
         solver = tomllib.load(fh)
     info = {"study": str(out), "trials": n_trials, "time_per_trial_s": seconds,
+            "clock": tb.get("clock", "wall"),
             "space": tb["space"], "fixed": dict(fixed or {}), "max_params": max_params,
             "selected_trial": res.best["trial"],
             "validation_loss": res.best["validation_loss"], "params": res.best["params"]}

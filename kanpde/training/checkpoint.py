@@ -192,7 +192,7 @@ def payload(tr) -> dict[str, Any]:
         "replaying": tr.replaying, "prev_loss": tr.prev_loss,
         "stage_records": tr.stage_records, "grid_events": tr.grid_events,
         "elapsed": tr.elapsed(), "cpu_elapsed": tr.cpu_elapsed(),
-        "stage_elapsed": tr.stage_elapsed(),
+        "stage_elapsed": tr.stage_elapsed(), "stage_cpu_elapsed": tr.stage_cpu(),
     }
 
 
@@ -216,6 +216,7 @@ def load_state(tr, data: dict) -> None:
     tr.elapsed_before = float(data["elapsed"])
     tr.cpu_before = float(data.get("cpu_elapsed", 0.0))
     tr.stage_elapsed_before = float(data["stage_elapsed"])
+    tr.stage_cpu_before = float(data.get("stage_cpu_elapsed", 0.0))
     if tr.events_done and tr.stage < len(tr.config.stages):
         tr._new_optimizer()
         if data["optimizer"] is not None:

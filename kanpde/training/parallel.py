@@ -131,8 +131,10 @@ class DataParallel:
         self.generator.set_state(info["generators"][d.rank])
 
     def _clock(self, st: StageConfig) -> tuple[float, float]:
-        """Stage and run wall times, rank 0's on every process when a time cap applies."""
-        times = (self.stage_elapsed(), self.elapsed())
+        """Stage and run times on the config's ``time_clock`` (wall or process CPU time),
+        rank 0's on every process when a time cap applies."""
+        times = ((self.stage_cpu(), self.cpu_elapsed()) if self.config.time_clock == "cpu"
+                 else (self.stage_elapsed(), self.elapsed()))
         if self.dist.active and (st.max_time_s is not None
                                  or self.config.max_time_s is not None):
             times = self.dist.broadcast_object(times, what="time check")

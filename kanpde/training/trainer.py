@@ -117,7 +117,7 @@ class Trainer(DataParallel):
         self.stage_records: list[dict] = []
         self.grid_events: list[dict] = []
         self.elapsed_before = self.stage_elapsed_before = 0.0
-        self.cpu_before = 0.0
+        self.cpu_before = self.stage_cpu_before = 0.0
         self.prev_loss: float | None = None
         self.status = "ok"
         #: the exploding-loss test of the NaN guard (:mod:`kanpde.training.divergence`)
@@ -131,7 +131,7 @@ class Trainer(DataParallel):
         self._dirty = False
         self._t0 = time.perf_counter()
         self._cpu0 = time.process_time()
-        self._stage_t0 = self._t0
+        self._stage_t0, self._stage_c0 = self._t0, self._cpu0
         self._last_l2 = math.nan
 
     # ----------------------------------------------------------------- set-up checks ----
@@ -234,6 +234,10 @@ class Trainer(DataParallel):
         """Wall time of the current stage so far, across resumes."""
         return time.perf_counter() - self._stage_t0 + self.stage_elapsed_before
 
+    def stage_cpu(self) -> float:
+        """Process CPU time of the current stage so far, across resumes."""
+        return time.process_time() - self._stage_c0 + self.stage_cpu_before
+
     def elapsed(self) -> float:
         """Wall time of the run so far, across resumes."""
         return self.elapsed_before + time.perf_counter() - self._t0
@@ -314,11 +318,11 @@ class Trainer(DataParallel):
             self.optimizer = None
             self._grid_events(st)
             self.events_done = True
-            self.stage_elapsed_before = 0.0
+            self.stage_elapsed_before = self.stage_cpu_before = 0.0
             self._new_optimizer()
             self._dirty = False
             self.dist.check_in_sync(self.params(), f"start of stage {self.stage}")
-        self._stage_t0 = time.perf_counter()
+        self._stage_t0, self._stage_c0 = time.perf_counter(), time.process_time()
         self._good = None
         stopped, converged_at = "budget", None
         while self.step_in_stage < st.steps:

@@ -37,6 +37,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     res = tune(problem, args.family, args.trials, args.out,
                time_per_trial=args.time_per_trial, max_params=args.max_params,
                seed=args.seed, search_space=args.space, problem_path=args.problem,
+               clock=args.clock,
                log=lambda line: print(line, flush=True))
     best = res.best
     if best is None:
@@ -74,6 +75,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, required=True, help="trained trials (N >= 1)")
     p.add_argument("--time-per-trial", type=_positive_float, default=60.0, metavar="S",
                    help="wall-time cap of each trial in seconds (default 60)")
+    p.add_argument("--clock", default="wall",
+                   help="what --time-per-trial counts: wall (default) or cpu (process CPU "
+                        "time, for a shared machine)")
     p.add_argument("--max-params", type=int, default=None, metavar="P",
                    help="largest number of trainable parameters a configuration may have")
     p.add_argument("--space", default="default",

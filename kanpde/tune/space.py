@@ -78,8 +78,10 @@ def final_grid(values: Mapping[str, Any]) -> int:
 
 
 def solver(family: str, values: Mapping[str, Any], time_s: float, seed: int,
-           name: str = "tuned") -> dict[str, Any]:
-    """The solver dict of one set of knob values, for a trial of ``time_s`` seconds."""
+           name: str = "tuned", clock: str = "wall") -> dict[str, Any]:
+    """The solver dict of one set of knob values, for a trial of ``time_s`` seconds of the
+    ``clock`` (``"wall"`` or ``"cpu"``, see ``time_clock`` of
+    :class:`~kanpde.config.SolverConfig`)."""
     interior = int(values["interior"])
     if family == "mlp":
         model = {"kind": "mlp", "widths": [int(values["width"])] * int(values["depth"]),
@@ -110,7 +112,7 @@ def solver(family: str, values: Mapping[str, Any], time_s: float, seed: int,
     cond = float(values["condition_weight"])
     return {
         "name": name, "engine": "jet", "dtype": "float64", "seed": int(seed),
-        "max_time_s": time_s * 1.05 + 5.0,
+        "max_time_s": time_s * 1.05 + 5.0, "time_clock": clock,
         "model": model,
         "sampling": {"interior": interior, "boundary": max(interior // 5, 20),
                      "method": "sobol"},
@@ -127,7 +129,7 @@ def reproducible(config: Mapping[str, Any], stages_run: list[Mapping[str, Any]])
     """A trial's solver with the steps its stages actually ran instead of time caps, so that
     ``kanpde solve`` with it repeats the trial's training (a stage that ran no step keeps one:
     its grid events still happen)."""
-    out = {k: v for k, v in config.items() if k != "max_time_s"}
+    out = {k: v for k, v in config.items() if k not in ("max_time_s", "time_clock")}
     stages = []
     for st, rec in zip(config["stages"], stages_run, strict=False):
         st = {k: v for k, v in st.items() if k != "max_time_s"}

@@ -102,7 +102,7 @@ def _check_study(study, identity: Mapping[str, Any], out: Path) -> None:
 def tune(problem, family: str, trials: int, out: str | Path, *,
          time_per_trial: float = 60.0, max_params: int | None = None, seed: int = 0,
          search_space: str = "default", problem_path: str | Path | None = None,
-         fixed: Mapping[str, Any] | None = None,
+         fixed: Mapping[str, Any] | None = None, clock: str = "wall",
          log: Callable[[str], None] | None = None) -> TuneResult:
     """Search ``family``'s space on ``problem`` for ``trials`` trained trials.
 
@@ -111,7 +111,7 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         family: ``"kan"`` or ``"mlp"``.
         trials: number of trained trials (skipped over-cap configurations not counted).
         out: the study directory (created; resumed when it holds this study).
-        time_per_trial: wall-time cap of each trial in seconds.
+        time_per_trial: time cap of each trial in seconds (of ``clock``).
         max_params: parameter cap of a configuration's final model (``None``: none).
         seed: seed of the sampler, of every trial's training and (offset) of the
             validation points.
@@ -119,6 +119,8 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         problem_path: the problem file (its source hash identifies the study).
         fixed: knobs held at given values instead of searched (e.g. an architecture:
             ``{"depth": 4, "width": 100, "activation": "tanh"}``).
+        clock: ``"wall"`` (wall time) or ``"cpu"`` (process CPU time: trials made while
+            other jobs load the machine get the same computing time).
         log: receives one line per trial.
 
     Returns:
@@ -141,6 +143,8 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         raise TuneError(f"--trials: must be an integer >= 1, got {trials!r}")
     if not time_per_trial > 0 or not math.isfinite(time_per_trial):
         raise TuneError(f"--time-per-trial: must be > 0 seconds, got {time_per_trial!r}")
+    if clock not in ("wall", "cpu"):
+        raise TuneError(f"--clock: must be wall or cpu, got {clock!r}")
     from kanpde.config import config_from_dict
 
     smallest_cfg = config_from_dict(spaces.solver(family, {**spaces.smallest(knobs), **fixed},
@@ -159,7 +163,8 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
                                 load_if_exists=True)
     identity = {"problem": problem.name, "problem_source": _source_hash(problem_path),
                 "family": family, "search_space": search_space, "seed": seed,
-                "time_per_trial": float(time_per_trial), "max_params": max_params,
+                "time_per_trial": float(time_per_trial), "clock": clock,
+                "max_params": max_params,
                 "knobs": json.loads(json.dumps(knobs)), "fixed": json.loads(json.dumps(fixed))}
     _check_study(study, identity, out)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -167,7 +172,7 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     val = validation_points(problem, seed)
     objective = _Objective(problem, family, knobs, fixed, time_per_trial, max_params, seed,
-                           val, out, log)
+                           val, out, log, clock)
     interrupted = False
     while _trained(study) < trials:
         if _skipped(study) > SKIP_LIMIT * trials:
@@ -202,8 +207,9 @@ class _Objective:
     """One trial: configuration -> (cap check) -> solve -> validation loss."""
 
     def __init__(self, problem, family, knobs, fixed, time_s, max_params, seed, val, out,
-                 log):
+                 log, clock):
         self.problem, self.family, self.knobs, self.fixed = problem, family, knobs, fixed
+        self.clock = clock
         self.time_s, self.max_params, self.seed = time_s, max_params, seed
         self.val, self.out, self.log = val, out, log
 
@@ -216,14 +222,15 @@ class _Objective:
 
         values = {**spaces.suggest(trial, self.knobs), **self.fixed}
         solver = spaces.solver(self.family, values, self.time_s, self.seed,
-                               name=f"{self.family}-trial{trial.number}")
+                               name=f"{self.family}-trial{trial.number}", clock=self.clock)
         config = config_from_dict(solver, source=f"trial {trial.number}")
         n_params = _n_params(self.problem, config)
         if values.get("second_stage") == "lm" and n_params > LM_DENSE_LIMIT:
             # above the dense Levenberg-Marquardt limit its matrix-free form takes over
             values["second_stage"] = "gauss_newton"
             solver = spaces.solver(self.family, values, self.time_s, self.seed,
-                                   name=f"{self.family}-trial{trial.number}")
+                                   name=f"{self.family}-trial{trial.number}",
+                                   clock=self.clock)
             config = config_from_dict(solver, source=f"trial {trial.number}")
         trial.set_user_attr("second_stage", values.get("second_stage"))
         trial.set_user_attr("n_params", n_params)
