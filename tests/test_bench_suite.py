@@ -25,7 +25,7 @@ def _bench(tmp_path: Path, *args: str) -> int:
 
 def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = _bench(tmp_path, "suite", "--problems", "poisson2d_sinsin", "--budget", "quick",
-                  "--seeds", "0", "1", "--no-tuned")
+                  "--seeds", "0", "1", "--no-tuned", "--no-second-order")
     assert code == 0
     res = tmp_path / "res"
     doc = json.loads((res / "suite.json").read_text())
@@ -50,7 +50,7 @@ def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture
     # a second call reuses every finished run: nothing is trained again
     capsys.readouterr()
     assert _bench(tmp_path, "suite", "--problems", "poisson2d_sinsin", "--budget", "quick",
-                  "--seeds", "0", "1", "--no-tuned") == 0
+                  "--seeds", "0", "1", "--no-tuned", "--no-second-order") == 0
     assert "params" not in capsys.readouterr().err  # no per-run training line
 
 
@@ -72,6 +72,11 @@ def test_suite_tunes_both_families_with_equal_effort(tmp_path: Path) -> None:
         assert info["time_per_trial"] == effort["time_per_trial"]  # and the same time each
     (v,) = doc["tuned_verdicts"]
     assert v["lower_error"] in ("KAN", "MLP", "overlap")
+    # the same KAN and MLP with second-order stages instead of L-BFGS
+    for label, opt in (("kan[10]-lm", "lm"), ("mlp[32,32]-gn", "gauss_newton")):
+        run = next(r for r in doc["runs"] if r["label"] == label)
+        summary = json.loads((Path(run["run_dir"]) / "summary.json").read_text())
+        assert [st["optimizer"] for st in summary["stages"]][1:] == [opt] * 2
     assert "Tuned KAN vs tuned MLP" in (tmp_path / "res" / "suite.md").read_text()
 
 

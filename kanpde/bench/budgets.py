@@ -78,11 +78,29 @@ def _base(schedule: Schedule, model: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SECOND_ORDER_STEPS: dict[str, dict[str, int]] = {
+    # iterations per post-Adam stage of the suite's second-order rows (one Jacobian or one
+    # CG solve each: far costlier than an L-BFGS iteration, so far fewer)
+    "quick": {"lm": 5, "gauss_newton": 5},
+    "full": {"lm": 40, "gauss_newton": 80},
+}
+"""Iterations per stage of the Levenberg-Marquardt and Gauss-Newton rows of the suite."""
+
+
+def _second(optimizer: str, steps: int) -> dict[str, Any]:
+    stage: dict[str, Any] = {"optimizer": optimizer, "steps": steps}
+    if optimizer in ("lm", "gauss_newton"):
+        stage["tolerance_change"] = 1e-10  # relative: a stage ends at its error floor
+    return stage
+
+
 def kan_solver(schedule: Schedule, widths: Sequence[int], *, spline_order: int = 3,
-               grid_eps: float = 1.0) -> dict[str, Any]:
-    """A KAN ``[d, *widths, m]`` trained by ``schedule``: Adam, then one L-BFGS stage per grid
-    size, the grid extended (nested, exact transfer) and moved to the activations (``grid_eps``
-    = 1: uniform over their range) at the start of each."""
+               grid_eps: float = 1.0, optimizer: str = "lbfgs",
+               steps: int | None = None) -> dict[str, Any]:
+    """A KAN ``[d, *widths, m]`` trained by ``schedule``: Adam, then one ``optimizer`` stage
+    (L-BFGS; or ``"lm"``, ``"gauss_newton"`` for ``steps`` iterations) per grid size, the grid
+    extended (nested, exact transfer) and moved to the activations (``grid_eps`` = 1: uniform
+    over their range) at the start of each."""
     model = {"kind": "kan", "widths": list(widths), "grid_size": schedule.grids[0],
              "spline_order": spline_order, "grid_range": [-1.0, 1.0],
              "normalize_inputs": True}
@@ -90,7 +108,7 @@ def kan_solver(schedule: Schedule, widths: Sequence[int], *, spline_order: int =
     stages: list[dict[str, Any]] = [{"optimizer": "adam", "steps": schedule.adam_steps,
                                      "lr": 0.01}]
     for i, grid in enumerate(schedule.grids):
-        stage: dict[str, Any] = {"optimizer": "lbfgs", "steps": schedule.lbfgs_steps,
+        stage: dict[str, Any] = {**_second(optimizer, steps or schedule.lbfgs_steps),
                                  "grid_update": True, "grid_eps": grid_eps}
         if i > 0:
             stage["grid_extend"] = grid
@@ -99,14 +117,14 @@ def kan_solver(schedule: Schedule, widths: Sequence[int], *, spline_order: int =
     return solver
 
 
-def mlp_solver(schedule: Schedule, widths: Sequence[int], *,
-               activation: str = "tanh") -> dict[str, Any]:
+def mlp_solver(schedule: Schedule, widths: Sequence[int], *, activation: str = "tanh",
+               optimizer: str = "lbfgs", steps: int | None = None) -> dict[str, Any]:
     """An MLP ``[d, *widths, m]`` on the same points and stages as :func:`kan_solver`."""
     model = {"kind": "mlp", "widths": list(widths), "activation": activation,
              "normalize_inputs": True}
     solver = _base(schedule, model)
     solver["stages"] = ([{"optimizer": "adam", "steps": schedule.adam_steps, "lr": 0.01}]
-                        + [{"optimizer": "lbfgs", "steps": schedule.lbfgs_steps}
+                        + [_second(optimizer, steps or schedule.lbfgs_steps)
                            for _ in schedule.grids])
     return solver
 
@@ -286,6 +304,6 @@ MATCHED_TUNING: dict[str, dict[str, Any]] = {
 """Parameter caps and tuning effort of the matched views (see :mod:`kanpde.bench.matched`)."""
 
 
-__all__ = ["SEARCH_SPACES", "TUNE_BUDGETS", "MATCHED_TUNING", "Schedule", "SCHEDULES", "kan_solver",
-           "mlp_solver", "kan_label", "mlp_label", "DEEPXDE_RECIPE", "PYKAN_RECIPE",
-           "deepxde_solver", "pykan_solver"]
+__all__ = ["SECOND_ORDER_STEPS", "SEARCH_SPACES", "TUNE_BUDGETS", "MATCHED_TUNING",
+           "Schedule", "SCHEDULES", "kan_solver", "mlp_solver", "kan_label", "mlp_label",
+           "DEEPXDE_RECIPE", "PYKAN_RECIPE", "deepxde_solver", "pykan_solver"]

@@ -31,17 +31,26 @@ from kanpde.bench import budgets, common, report
 from kanpde.bench.runner import Job, check_budget, resolve_problems, run_jobs
 
 
-def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int]) -> list[Job]:
-    """The suite's runs: every problem x {KAN, MLP} x seed."""
+def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int],
+         second_order: bool = True) -> list[Job]:
+    """The suite's runs: every problem x {KAN, MLP} x seed, and (``second_order``) the same
+    KAN and MLP with Levenberg-Marquardt and with Gauss-Newton stages instead of L-BFGS,
+    with the first seed."""
     sched = budgets.SCHEDULES["suite"][budget]
-    kan = budgets.kan_solver(sched, budgets.SUITE_KAN_WIDTHS)
-    mlp = budgets.mlp_solver(sched, budgets.SUITE_MLP_WIDTHS)
-    kan_label = budgets.kan_label(budgets.SUITE_KAN_WIDTHS)
-    mlp_label = budgets.mlp_label(budgets.SUITE_MLP_WIDTHS)
+    kw, mw = budgets.SUITE_KAN_WIDTHS, budgets.SUITE_MLP_WIDTHS
+    rows = [(budgets.kan_label(kw), budgets.kan_solver(sched, kw), "kan", seeds),
+            (budgets.mlp_label(mw), budgets.mlp_solver(sched, mw), "mlp", seeds)]
+    if second_order:
+        steps = budgets.SECOND_ORDER_STEPS[budget]
+        for opt, tag in (("lm", "lm"), ("gauss_newton", "gn")):
+            rows += [(f"{budgets.kan_label(kw)}-{tag}",
+                      budgets.kan_solver(sched, kw, optimizer=opt, steps=steps[opt]), "kan",
+                      seeds[:1]),
+                     (f"{budgets.mlp_label(mw)}-{tag}",
+                      budgets.mlp_solver(sched, mw, optimizer=opt, steps=steps[opt]), "mlp",
+                      seeds[:1])]
     return [Job(p, label, solver, seed, {"family": family})
-            for p in problems
-            for label, solver, family in ((kan_label, kan, "kan"), (mlp_label, mlp, "mlp"))
-            for seed in seeds]
+            for p in problems for label, solver, family, ss in rows for seed in ss]
 
 
 def tuned(problems: Mapping[str, Path], budget: str, seeds: Sequence[int], work: Path,
@@ -67,8 +76,12 @@ def verdicts(rows: Sequence[Mapping[str, Any]], tuned: bool = False) -> list[dic
     out = []
 
     def pick(problem: str, family: str) -> Mapping[str, Any] | None:
+        def kind(r: Mapping[str, Any]) -> str:
+            label = str(r.get("label", ""))
+            return "tuned" if label.endswith("-tuned") else "second" if label.endswith(
+                ("-lm", "-gn")) else "fixed"
         return next((r for r in rows if r["problem"] == problem and r["model"] == family
-                     and str(r.get("label", "")).endswith("-tuned") == tuned), None)
+                     and kind(r) == ("tuned" if tuned else "fixed")), None)
 
     for problem in dict.fromkeys(r["problem"] for r in rows):
         kan, mlp = pick(problem, "kan"), pick(problem, "mlp")
@@ -157,7 +170,9 @@ def figures(records: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_common_arguments(parser)
     parser.add_argument("--no-tuned", dest="tuned", action="store_false",
-                        help="skip the tuned KAN and MLP (the fixed recipe only)")
+                        help="skip the tuned KAN and MLP")
+    parser.add_argument("--no-second-order", dest="second_order", action="store_false",
+                        help="skip the Levenberg-Marquardt and Gauss-Newton rows")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.seeds:
         raise ValueError("--seeds: give at least one seed")
     work = Path(args.work) / f"suite-{budget}"
-    todo = jobs(list(problems), budget, args.seeds)
+    todo = jobs(list(problems), budget, args.seeds, second_order=args.second_order)
     if args.tuned:
         todo += tuned(problems, budget, args.seeds, work, quiet=not args.progress)
     records = run_jobs(todo, problems, work, quiet=not args.progress)
