@@ -292,14 +292,14 @@ TUNE_BUDGETS: dict[str, dict[str, Any]] = {
     # every family gets the same trials and the same time per trial; the benchmarks count
     # process CPU time, so trials made while other jobs load the machine get the same work
     "quick": {"trials": 2, "time_per_trial": 3.0, "space": "tiny", "clock": "cpu"},
-    "full": {"trials": 6, "time_per_trial": 45.0, "space": "default", "clock": "cpu"},
+    "full": {"trials": 5, "time_per_trial": 30.0, "space": "default", "clock": "cpu"},
 }
 """Tuning effort of the evidence benchmarks per budget (see :mod:`kanpde.bench.tuned`)."""
 
 MATCHED_TUNING: dict[str, dict[str, Any]] = {
     # kanpde bench matched: each family tuned under each parameter cap, same effort
     "quick": {"caps": (150,), "trials": 2, "time_per_trial": 3.0},
-    "full": {"caps": (200, 600, 2000), "trials": 6, "time_per_trial": 30.0},
+    "full": {"caps": (200, 600, 2000), "trials": 4, "time_per_trial": 20.0},
 }
 """Parameter caps and tuning effort of the matched views (see :mod:`kanpde.bench.matched`)."""
 
