@@ -2,6 +2,6 @@
 
 import sys
 
-from kanpde.cli import main
+from kanpde.cli.main import main
 
 sys.exit(main())

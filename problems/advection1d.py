@@ -17,9 +17,8 @@ from math import pi
 import torch
 from torch import Tensor
 
-from kanpde import Initial, Periodic, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import Interval, SpaceTime
+from kanpde import Initial, Periodic, Problem, Scope
+from kanpde.problem.geometry import Interval, SpaceTime
 
 C = 1.0
 """Advection speed c (beta in Krishnapriyan et al.)."""

@@ -23,9 +23,8 @@ from math import exp, pi, sqrt
 import torch
 from torch import Tensor
 
-from kanpde import Dirichlet, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import Box
+from kanpde import Dirichlet, Problem, Scope
+from kanpde.problem.geometry import Box
 
 RE = 20.0
 """Reynolds number."""

@@ -13,9 +13,8 @@ from math import pi
 import torch
 from torch import Tensor
 
-from kanpde import Initial, InitialRate, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import Interval
+from kanpde import Initial, InitialRate, Problem, Scope
+from kanpde.problem.geometry import Interval
 
 OMEGA = 1.0
 """Angular frequency omega."""

@@ -12,9 +12,8 @@ from math import pi
 import torch
 from torch import Tensor
 
-from kanpde import Dirichlet, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import Box
+from kanpde import Dirichlet, Problem, Scope
+from kanpde.problem.geometry import Box
 
 
 def exact(x: Tensor) -> Tensor:

@@ -17,9 +17,8 @@ from math import pi
 import torch
 from torch import Tensor
 
-from kanpde import Dirichlet, Observations, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import Box
+from kanpde import Dirichlet, Observations, Problem, Scope
+from kanpde.problem.geometry import Box
 
 KAPPA_TRUE = 2.0
 """True conductivity (used for the source and for reporting)."""

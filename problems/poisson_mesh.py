@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kanpde import Dirichlet, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import MeshDomain
+from kanpde import Dirichlet, Problem, Scope
+from kanpde.problem.geometry import MeshDomain
 
 MESH = Path(__file__).parent / "data" / "poisson_mesh.msh"
 """Mesh of the L-shaped domain."""

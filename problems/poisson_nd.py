@@ -14,9 +14,8 @@ from math import pi
 import torch
 from torch import Tensor
 
-from kanpde import Dirichlet, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import Box
+from kanpde import Dirichlet, Problem, Scope
+from kanpde.problem.geometry import Box
 
 DIM = 5
 """Number of space dimensions d; coordinates are named x1, ..., xd."""

@@ -14,9 +14,8 @@ from math import pi
 import torch
 from torch import Tensor
 
-from kanpde import Dirichlet, Initial, InitialRate, Problem
-from kanpde.derivatives import Scope
-from kanpde.geometry import Interval, SpaceTime
+from kanpde import Dirichlet, Initial, InitialRate, Problem, Scope
+from kanpde.problem.geometry import Interval, SpaceTime
 
 C = 2.0
 """Wave speed c."""

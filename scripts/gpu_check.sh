@@ -91,7 +91,7 @@ else
     log "pip install failed; using PYTHONPATH=$(pwd)"
 fi
 export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
-if ! $PY -c "import kanpde, kanpde.kernels, kanpde.bench.kernels; print('kanpde', kanpde.__file__)" \
+if ! $PY -c "import kanpde, kanpde.kernels, kanpde.cli.bench.kernels; print('kanpde', kanpde.__file__)" \
         2>&1 | tee -a "$LOG"; then
     log "SETUP FAILED: kanpde does not import (a dependency missing on the device? carry it)"
     exit 2

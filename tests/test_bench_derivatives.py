@@ -11,15 +11,15 @@ import torch
 from scipy.interpolate import BSpline
 
 from kanpde import KAN, MLP, autograd_jet
-from kanpde.bench import register
-from kanpde.bench.common import profile_call, text_table, time_calls
-from kanpde.bench.derivatives import (
+from kanpde.cli.bench import register
+from kanpde.cli.bench.common import profile_call, text_table, time_calls
+from kanpde.cli.bench.derivatives import (
     VARIANTS,
     kan_param_count,
     matching_mlp_widths,
     mlp_param_count,
 )
-from kanpde.bench.efficient_kan import EfficientKAN, KANLinear
+from kanpde.cli.bench.efficient_kan import EfficientKAN, KANLinear
 
 
 def _points(n: int, dim: int, seed: int, lo: float = -1.0, hi: float = 1.0) -> torch.Tensor:

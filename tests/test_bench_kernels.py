@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from kanpde.bench import register
-from kanpde.bench.kernels import (
+from kanpde.cli.bench import register
+from kanpde.cli.bench.kernels import (
     GB,
     VARIANTS,
     estimate_memory_bytes,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kanpde.bench import second_order as bench
-from kanpde.config import config_from_dict
+from kanpde.cli.bench import second_order as bench
+from kanpde.training.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kanpde.bench import budgets, claim, matched, scaling, suite
-from kanpde.bench.runner import BenchInputError, Job, resolve_problems, run_jobs
-from kanpde.cli import main
+from kanpde.cli.bench import claim, matched, scaling, suite
+from kanpde.cli.bench.runner import BenchInputError, Job, resolve_problems, run_jobs
+from kanpde.cli.main import main
+from kanpde.tune import budgets
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ROOT / "problems"
@@ -82,13 +83,13 @@ def test_suite_tunes_both_families_with_equal_effort(tmp_path: Path) -> None:
 
 def test_interrupted_bench_keeps_finished_runs_and_continues(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import kanpde.train
+    import kanpde.training.solve
 
     problems = resolve_problems(["poisson2d_sinsin"], PROBLEMS)
     sched = budgets.Schedule(100, 20, 5, 5, (3,))
     jobs = [Job("poisson2d_sinsin", "mlp[8]", budgets.mlp_solver(sched, [8]), s)
             for s in (0, 1)]
-    real = kanpde.train.solve
+    real = kanpde.training.solve.solve
     calls = []
 
     def stop_second(*args, **kwargs):
@@ -97,11 +98,11 @@ def test_interrupted_bench_keeps_finished_runs_and_continues(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kanpde.train, "solve", stop_second)
+    monkeypatch.setattr(kanpde.training.solve, "solve", stop_second)
     with pytest.raises(KeyboardInterrupt):
         run_jobs(jobs, problems, tmp_path)
     assert (tmp_path / "poisson2d_sinsin" / "mlp[8]-seed0" / "summary.json").is_file()
-    monkeypatch.setattr(kanpde.train, "solve", real)
+    monkeypatch.setattr(kanpde.training.solve, "solve", real)
     lines: list[str] = []
     records = run_jobs(jobs, problems, tmp_path, log=lines.append)
     assert len(lines) == 1 and "seed 1" in lines[0]  # only the unfinished run trains
@@ -133,7 +134,7 @@ def test_resolve_problems_accepts_paths_and_rejects_missing(tmp_path: Path) -> N
     with pytest.raises(BenchInputError, match="no such problem file"):
         resolve_problems([str(tmp_path / "x.py")], PROBLEMS)
     assert list(resolve_problems(None, PROBLEMS)) == list(
-        __import__("kanpde.bench.runner", fromlist=["x"]).SUITE_PROBLEMS)
+        __import__("kanpde.cli.bench.runner", fromlist=["x"]).SUITE_PROBLEMS)
 
 
 def test_scaling_fit_recovers_known_exponents() -> None:

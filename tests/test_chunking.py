@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kanpde import KAN, MLP, load_problem
-from kanpde.chunking import (
+from kanpde.core.chunking import (
     DEFAULT_BUDGET,
     DEFAULT_POINT_BYTES,
     ENV_BUDGET,
@@ -16,7 +16,7 @@ from kanpde.chunking import (
     point_bytes,
     points_per_chunk,
 )
-from kanpde.export import predict
+from kanpde.io.points import predict
 from kanpde.training.metrics import Evaluator
 from kanpde.training.points import residual_magnitude
 

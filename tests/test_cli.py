@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kanpde.cli import main
+from kanpde.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = str(ROOT / "problems" / "poisson2d_sinsin.py")
@@ -130,6 +130,6 @@ def test_unknown_solver_key(tmp_path, capsys):
 
 
 def test_default_solver_is_the_shipped_kan_default():
-    from kanpde.commands import _solver_config
+    from kanpde.cli.commands import _solver_config
 
     assert _solver_config(None).name == "kan_default"

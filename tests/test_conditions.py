@@ -26,7 +26,7 @@ from kanpde import (
     autograd_jet,
     load_problem,
 )
-from kanpde.geometry import Box, Interval, SpaceTime
+from kanpde.problem.geometry import Box, Interval, SpaceTime
 
 F64 = torch.float64
 SQUARE = Box([0.0, 0.0], [1.0, 1.0], coord_names=("x", "y"))
@@ -178,7 +178,7 @@ _FILE = '''\
 import torch
 
 from kanpde import Dirichlet, Neumann, Problem, Robin
-from kanpde.geometry import Box
+from kanpde.problem.geometry import Box
 
 problem = Problem(
     name="bad",

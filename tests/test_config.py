@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kanpde.config import (
+from kanpde.training.config import (
     DEFAULT_LR,
     ConfigError,
     SolverConfig,

@@ -1,12 +1,12 @@
-"""Error against cost (kanpde.curves) and the matched-budget tables of compare."""
+"""Error against cost (kanpde.io.curves) and the matched-budget tables of compare."""
 
 import math
 
 import numpy as np
 import pytest
 
-from kanpde.compare_report import markdown, matched_budgets
-from kanpde.curves import budgets, error_at, error_curve, pareto_front, time_to
+from kanpde.io.compare_report import markdown, matched_budgets
+from kanpde.io.curves import budgets, error_at, error_curve, pareto_front, time_to
 
 
 def _history(times, errors, cpu=None):

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.config import ConfigError, config_from_dict, load_config
-from kanpde.distributed import Context, detect, point_seed, spawn_local, tensor_hash
 from kanpde.problem import load_problem
-from kanpde.sampling import unit_cube
-from kanpde.train import solve
+from kanpde.problem.sampling import unit_cube
 from kanpde.training import checkpoint as ckpt
+from kanpde.training.config import ConfigError, config_from_dict, load_config
+from kanpde.training.distributed import Context, detect, point_seed, spawn_local, tensor_hash
 from kanpde.training.points import sample_points
+from kanpde.training.solve import solve
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = ROOT / "problems" / "poisson2d_sinsin.py"
@@ -93,7 +93,7 @@ class _Stop:
 
 def _job(job: dict, problem) -> dict[str, Any]:
     if "bench" in job:
-        from kanpde.bench.distributed import _measure
+        from kanpde.cli.bench.distributed import _measure
 
         return _measure(job["bench"])
     cb = None if job.get("stop") is None else _Stop(job["stop"], job.get("action",
@@ -295,7 +295,7 @@ def test_a_dying_rank_stops_rank_zero_with_the_checkpoint_intact(tmp_path):
 def test_bench_distributed_reports_throughput_and_efficiency(runs, tmp_path):
     from argparse import Namespace
 
-    from kanpde.bench import distributed as bench
+    from kanpde.cli.bench import distributed as bench
 
     two = runs["bench"]  # the 2-process measurement, made in the launch above
     assert (two["points"], two["points_per_process"]) == (2 * 72, 72)  # weak: 72 each

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.cli import main
-from kanpde.rundir import LOCK_FILE, PROTECTED, RunDirError, check_output_name, claim
+from kanpde.cli.main import main
+from kanpde.io.rundir import LOCK_FILE, PROTECTED, RunDirError, check_output_name, claim
 
 SOLVER = """
 name = "micro"
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import torch
 from kanpde import Dirichlet, Problem
-from kanpde.geometry import Box
+from kanpde.problem.geometry import Box
 
 HERE = Path(__file__).parent
 {prelude}
@@ -162,7 +162,7 @@ def test_a_directory_holding_any_run_file_is_never_overwritten(finished, tmp_pat
     assert "micro-seed0: already holds a run (result.h5)" in one_error(capsys)
     assert digest(cmp_dir / "micro-seed0" / "result.h5") == before
 
-    from kanpde.bench.runner import Job, run_jobs
+    from kanpde.cli.bench.runner import Job, run_jobs
 
     bench = tmp_path / "bench"
     job = Job("p", "micro", {"model": {"kind": "mlp", "widths": [4]},
@@ -312,7 +312,7 @@ def test_check_fails_when_the_exact_solution_does_not_solve_the_problem(
 def test_check_fails_on_an_empty_evaluation_set(tmp_path, capsys):
     problem = tmp_path / "empty.py"
     problem.write_text(
-        "from kanpde import Dirichlet, Problem\nfrom kanpde.geometry import Box\n"
+        "from kanpde import Dirichlet, Problem\nfrom kanpde.problem.geometry import Box\n"
         "problem = Problem(name='e', coords=('x', 'y', 'z'),\n"
         "    domain=Box([0.0] * 3, [1.0] * 3, coord_names=('x', 'y', 'z')),\n"
         "    residuals={'pde': lambda s: s.u.laplacian()},\n"
@@ -360,17 +360,18 @@ def test_a_failure_in_user_code_at_evaluation_is_one_line(tmp_path, capsys, wher
 
 def test_every_user_function_is_wrapped():
     """Hard-constraint functions and boundary predicates fail in one line too."""
-    from kanpde.conditions import Dirichlet
-    from kanpde.geometry import Box
-    from kanpde.nn.transform import _Function
-    from kanpde.usercode import UserCodeError
+    from kanpde.nn import MLP
+    from kanpde.problem.conditions import Dirichlet
+    from kanpde.problem.geometry import Box
+    from kanpde.problem.usercode import UserCodeError
+    from kanpde.training.model import apply_hard_constraint
 
     def distance(x):
         return x[:, 5]
 
     with pytest.raises(UserCodeError, match=r"hard-constraint function 'distance' raised "
                                             r"IndexError: .*test_faults.py, line \d+\)$"):
-        _Function(distance, 1)(torch.zeros(3, 2))
+        apply_hard_constraint(MLP([2, 1]), {"distance": distance}).distance(torch.zeros(3, 2))
     cond = Dirichlet(on=lambda x: x[:, 7] > 0)
     with pytest.raises(UserCodeError, match="boundary predicate 'on' raised IndexError"):
         cond.sample(Box([0.0, 0.0], [1.0, 1.0]), 4, torch.Generator().manual_seed(0))
@@ -479,7 +480,7 @@ def test_sigterm_checkpoints_exits_143_and_prints_the_resume_command(stopped, ca
 
 def test_an_interrupt_while_writing_the_result_still_says_how_to_resume(
         tmp_path, capsys, monkeypatch):
-    import kanpde.results
+    import kanpde.io.results
 
     problem, solver, out = write_problem(tmp_path), write_solver(tmp_path), tmp_path / "run"
 
@@ -487,7 +488,7 @@ def test_an_interrupt_while_writing_the_result_still_says_how_to_resume(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(kanpde.results, "save_result", interrupted)
+        m.setattr(kanpde.io.results, "save_result", interrupted)
         assert solve(problem, solver, out) == 130
     assert f"continue with  kanpde solve {problem} --resume {out}" in capsys.readouterr().err
     assert not (out / "result.h5").exists() and (out / "checkpoint.pt").is_file()

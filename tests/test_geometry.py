@@ -1,4 +1,4 @@
-"""Tests for kanpde.geometry: membership, sampling, normals, measures, meshes."""
+"""Tests for kanpde.problem.geometry: membership, sampling, normals, measures, meshes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.geometry import (
+from kanpde.problem.geometry import (
     Ball,
     BoundarySample,
     Box,

@@ -11,16 +11,17 @@ import sympy as sp
 import torch
 from torch import nn
 
-from kanpde import KAN, autograd_jet, compute_jet, load_problem, spline
-from kanpde.config import ConfigError, config_from_dict
+from kanpde import KAN, autograd_jet, compute_jet, load_problem
+from kanpde.core import spline
 from kanpde.interpret.formula import kan_formula, simplify_formula
 from kanpde.interpret.importance import importance
 from kanpde.interpret.prune import count_parameters, prune
 from kanpde.interpret.refit import ProblemLoss, l2_error, lbfgs, polish_symbolic
-from kanpde.interpret.regularization import sparsity_penalty
 from kanpde.interpret.symbolic import auto_symbolic, choose, fit_edge
 from kanpde.nn.embed import AffineMap
 from kanpde.nn.symbolic import PRIMITIVES, primitive
+from kanpde.training.config import ConfigError, config_from_dict
+from kanpde.training.regularization import sparsity_penalty
 
 ROOT = Path(__file__).resolve().parents[1]
 SINSIN = ROOT / "problems" / "poisson2d_sinsin.py"
@@ -227,7 +228,7 @@ def test_regularization_config_and_training():
         config_from_dict({"regularization": {"lambda": 1.0}})
     with pytest.raises(ConfigError, match=r"regularization: .*MLP"):
         config_from_dict({"model": {"kind": "mlp"}, "regularization": {"l1": 1e-3}})
-    from kanpde.train import solve
+    from kanpde.training.solve import solve
 
     result = solve(load_problem(SINSIN), {
         "model": {"widths": [2], "grid_size": 3}, "sampling": {"interior": 32, "boundary": 8},
@@ -341,7 +342,7 @@ def test_polish_keeps_to_its_evaluation_budget():
 # ------------------------------------------------------------------ explain command --------
 
 def _solve(tmp_path: Path, solver: str, name: str) -> Path:
-    from kanpde.cli import main
+    from kanpde.cli.main import main
 
     out = tmp_path / name
     assert main(["solve", str(SINSIN), "--solver", str(ROOT / "solvers" / solver),
@@ -350,7 +351,7 @@ def _solve(tmp_path: Path, solver: str, name: str) -> Path:
 
 
 def test_explain_cli_end_to_end(tmp_path, capsys):
-    from kanpde.cli import main
+    from kanpde.cli.main import main
 
     run = _solve(tmp_path, "kan_tiny.toml", "kan")
     out = tmp_path / "explained"
@@ -382,7 +383,7 @@ def test_explain_cli_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_trained_kan_is_read_back_as_sin_sin(tmp_path):
     """End to end: train the shipped explain solver (seed 0), then ``explain --symbolic``."""
-    from kanpde.cli import main
+    from kanpde.cli.main import main
 
     run = _solve(tmp_path, "kan_explain.toml", "kan")
     out = tmp_path / "explained"
@@ -404,7 +405,7 @@ def test_trained_kan_is_read_back_as_sin_sin(tmp_path):
 
 
 def test_explain_cli_bad_input(tmp_path, capsys):
-    from kanpde.cli import main
+    from kanpde.cli.main import main
 
     assert main(["explain", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err

@@ -163,7 +163,7 @@ def test_kan_layer_gradcheck():
     value = torch.rand(6, 3, generator=gen, dtype=DT, requires_grad=True)
     grad = torch.rand(6, 3, 3, generator=gen, dtype=DT, requires_grad=True)
     second = torch.rand(6, 2, 3, generator=gen, dtype=DT, requires_grad=True)
-    from kanpde.jet import Jet
+    from kanpde.core.jet import Jet
 
     def fn(v, g, s, coef, base):
         with torch.no_grad():

@@ -72,7 +72,7 @@ def test_update_grid_keeps_polynomial_splines_exactly(grid_eps):
     layer = _layer(6, 3)
     x_fit = _points(200, 2, -1, 1, seed=1)
     cubic = torch.stack([x_fit**3 - x_fit, 0.5 * x_fit**2 + 1, -x_fit], dim=-1)  # (S, 2, 3)
-    from kanpde import spline
+    from kanpde.core import spline
     with torch.no_grad():
         layer.coef.copy_(spline.fit_coefficients(x_fit, cubic, layer.knots, 3))
     samples = _points(1000, 2, -0.3, 2.0, seed=2) ** 2

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kanpde.core.spline import dense_basis, local_basis, uniform_derivative_matrices
 from kanpde.kernels import KANLayerJetFunction, available, kan_layer_jet  # no triton import
-from kanpde.spline import dense_basis, local_basis, uniform_derivative_matrices
 
 
 def _import_interpreted_kernels() -> ModuleType:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from kanpde import load_problem
-from kanpde.config import config_from_dict
 from kanpde.interpret.refit import ProblemLoss
+from kanpde.training.config import config_from_dict
 from kanpde.training.jacobian import Jacobian, Parameters
 from kanpde.training.loss import PinnLoss, sqrt0
 from kanpde.training.sharding import SINGLE_PROCESS

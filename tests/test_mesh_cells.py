@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from kanpde.geometry import MeshDomain
+from kanpde.problem.geometry import MeshDomain
 
 F64 = torch.float64
 FACES = ("x_min", "x_max", "y_min", "y_max", "z_min", "z_max")

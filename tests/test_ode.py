@@ -18,10 +18,10 @@ from kanpde import (
     SolutionField,
     load_problem,
 )
-from kanpde.cli import main
-from kanpde.config import config_from_dict
-from kanpde.geometry import Box, Interval, SpaceTime
-from kanpde.train import solve
+from kanpde.cli.main import main
+from kanpde.problem.geometry import Box, Interval, SpaceTime
+from kanpde.training.config import config_from_dict
+from kanpde.training.solve import solve
 
 ROOT = Path(__file__).resolve().parents[1]
 OSCILLATOR = ROOT / "problems" / "oscillator_ode.py"

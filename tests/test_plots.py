@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from kanpde import load_problem
-from kanpde.compare_figure import plot_comparison
-from kanpde.plots import plot_result
-from kanpde.results import Result
+from kanpde.io.compare_figure import plot_comparison
+from kanpde.io.plots import plot_result
+from kanpde.io.results import Result
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

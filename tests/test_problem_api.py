@@ -18,9 +18,9 @@ from kanpde import (
     SolutionField,
     autograd_jet,
 )
-from kanpde.geometry import Box, Interval, SpaceTime
-from kanpde.jet import Channels, Jet
-from kanpde.nn.transform import HardConstraint
+from kanpde.core.jet import Channels, Jet
+from kanpde.nn.hard_constraint import HardConstraint
+from kanpde.problem.geometry import Box, Interval, SpaceTime
 
 DT = torch.float64
 SQUARE = Box([-1.0, -1.0], [1.0, 1.0], coord_names=("x", "y"))

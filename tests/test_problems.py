@@ -36,10 +36,9 @@ import torch
 from torch import Tensor, nn
 
 from kanpde import Periodic, Problem, ProblemError, SolutionField, load_problem
-from kanpde.conditions import Condition, ConditionPoints
-from kanpde.jet import Channels, Jet
-from kanpde.nn.common import make_channels
-from kanpde.reference import Reference
+from kanpde.core.jet import Channels, Jet, make_channels
+from kanpde.problem.conditions import Condition, ConditionPoints
+from kanpde.problem.reference import Reference
 
 PROBLEMS_DIR = Path(__file__).resolve().parents[1] / "problems"
 PROBLEM_FILES = sorted(PROBLEMS_DIR.glob("*.py"))
@@ -462,7 +461,7 @@ from pathlib import Path
 import torch
 
 from kanpde import Dirichlet, Problem
-from kanpde.geometry import Box, MeshDomain
+from kanpde.problem.geometry import Box, MeshDomain
 
 {prefix}
 {target} = Problem(

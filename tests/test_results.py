@@ -14,26 +14,19 @@ import pytest
 import torch
 
 from kanpde import KAN, MLP, load_problem
-from kanpde import results as results_mod
-from kanpde.export import (
-    export_fields,
-    grid_axes,
-    predict,
-    predict_points,
-    read_points,
-    structured_cells,
-    write_predictions,
-)
-from kanpde.results import (
+from kanpde.io import results as results_mod
+from kanpde.io.mesh_export import export_fields, grid_axes, structured_cells
+from kanpde.io.points import predict, predict_points, read_points, write_predictions
+from kanpde.io.results import (
     SUMMARY_KEYS,
     Result,
     load_result,
     load_summary,
     model_state_to_torch,
     save_result,
-    state_to_numpy,
     to_jsonable,
 )
+from kanpde.training.model import model_state_numpy
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 
@@ -67,7 +60,7 @@ def _kan_result(grid_size: int = 5, dtype=torch.float64) -> tuple[Result, KAN]:
         summary=_summary(), history=history, points=pts, prediction=pred,
         reference=np.sin(pts[:, :1]), model_spec={"kind": "kan", "widths": [2, 4, 1],
                                                    "grid_size": grid_size, "seed": 3},
-        model_state=state_to_numpy(model.state_dict()),
+        model_state=model_state_numpy(model),
         config={"model": {"kind": "kan", "grid_size": grid_size},
                 "stages": [{"optimizer": "adam", "lr": 1e-3}]},
         problem_path="problems/poisson2d_sinsin.py",
@@ -148,7 +141,7 @@ def test_state_into_model_of_other_grid_size(tmp_path):
 def test_float32_mlp_state(tmp_path):
     model = MLP([3, 8, 2], activation="sin", dtype=torch.float32, seed=2)
     model.register_buffer("scalar", torch.tensor(0.25, dtype=torch.float32))  # a 0-d entry
-    result = Result(summary=_summary(model="mlp"), model_state=state_to_numpy(model.state_dict()))
+    result = Result(summary=_summary(model="mlp"), model_state=model_state_numpy(model))
     save_result(result, tmp_path)
     assert load_result(tmp_path).model_state["scalar"].shape == ()
     state = model_state_to_torch(load_result(tmp_path))

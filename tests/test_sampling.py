@@ -1,4 +1,4 @@
-"""Tests for kanpde.sampling: unit-cube point sets and residual-adaptive sampling."""
+"""Tests for kanpde.problem.sampling: unit-cube point sets and residual-adaptive sampling."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import qmc
 
-from kanpde.sampling import SAMPLERS, UnitCubeStream, rad_sample, rar_d_add, unit_cube
+from kanpde.problem.sampling import SAMPLERS, UnitCubeStream, rad_sample, rar_d_add, unit_cube
 
 
 def gen(seed: int) -> torch.Generator:

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from kanpde import load_problem
-from kanpde.config import ConfigError, StageConfig, config_from_dict
 from kanpde.nn.kan import KAN
-from kanpde.train import solve
+from kanpde.training.config import ConfigError, StageConfig, config_from_dict
 from kanpde.training.jacobian import PATHS, Jacobian, Parameters
 from kanpde.training.loss import PinnLoss
 from kanpde.training.model import build_model, network
@@ -24,6 +23,7 @@ from kanpde.training.second_order import (
     conjugate_gradients,
     solve_damped,
 )
+from kanpde.training.solve import solve
 from kanpde.training.weighting import LossWeights
 
 ROOT = Path(__file__).resolve().parents[1]

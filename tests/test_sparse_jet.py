@@ -12,10 +12,11 @@ import pytest
 import torch
 from torch.func import functional_call, jacfwd, jacrev, vmap
 
-from kanpde import KAN, autograd_jet, spline
-from kanpde.contract import local_contract
-from kanpde.jet import Channels, Jet, silu_derivatives
+from kanpde import KAN, autograd_jet
+from kanpde.core import spline
+from kanpde.core.jet import Channels, Jet, silu_derivatives
 from kanpde.kernels import cpu
+from kanpde.kernels.contract import local_contract
 from kanpde.nn.kan import KANLayer, spline_layer_jet
 
 DT = torch.float64

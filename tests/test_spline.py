@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.interpolate import BSpline
 
-from kanpde import spline
+from kanpde.core import spline
 
 DT = torch.float64
 

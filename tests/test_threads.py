@@ -5,8 +5,8 @@ import argparse
 import pytest
 import torch
 
-from kanpde.config import ConfigError, config_from_dict, diff_configs
-from kanpde.threads import apply_threads, available_cores, choose_threads
+from kanpde.training.config import ConfigError, config_from_dict, diff_configs
+from kanpde.training.threads import apply_threads, available_cores, choose_threads
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_threads_config_key_and_override():
 
 
 def test_threads_flag_on_solve_and_compare():
-    from kanpde.commands import OVERRIDE_KEYS, _overrides, _positive_int
+    from kanpde.cli.commands import OVERRIDE_KEYS, _overrides, _positive_int
 
     assert "threads" in OVERRIDE_KEYS
     assert _overrides(argparse.Namespace(threads=2, seed=None)) == {"threads": 2}
@@ -69,7 +69,7 @@ def test_threads_flag_on_solve_and_compare():
 
 @pytest.mark.parametrize("command", ["solve", "compare"])
 def test_threads_flag_parses(command):
-    from kanpde.cli import build_parser
+    from kanpde.cli.main import build_parser
 
     extra = ["--solvers", "a.toml", "--out", "o"] if command == "compare" else []
     args = build_parser().parse_args([command, "p.py", *extra, "--threads", "2"])

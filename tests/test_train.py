@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from kanpde import load_problem
-from kanpde.config import ConfigError, config_from_dict
-from kanpde.nn.transform import HardConstraint
-from kanpde.results import SUMMARY_KEYS
-from kanpde.train import build_model, build_model_from_spec, solve
+from kanpde.io.results import SUMMARY_KEYS
+from kanpde.nn.hard_constraint import HardConstraint
+from kanpde.training.config import ConfigError, config_from_dict
+from kanpde.training.solve import build_model, build_model_from_spec, solve
 
 ROOT = Path(__file__).parent.parent
 
@@ -365,10 +365,10 @@ def test_hard_constraint_transform(sinsin):
     def distance(x):
         return (1 - x[:, 0] ** 2) * (1 - x[:, 1] ** 2)
 
-    prob = dataclasses.replace(sinsin, transform={"distance": distance})
+    prob = dataclasses.replace(sinsin, hard_constraint={"distance": distance})
     model = build_model(prob, config_from_dict(tiny("kan")).model)
     assert isinstance(model, HardConstraint)
-    prob2 = dataclasses.replace(sinsin, transform=lambda net: HardConstraint(net, distance))
+    prob2 = dataclasses.replace(sinsin, hard_constraint=lambda net: HardConstraint(net, distance))
     assert isinstance(build_model(prob2, config_from_dict(tiny("mlp")).model), HardConstraint)
     r = run(prob, tiny("kan", [{"optimizer": "adam", "steps": 3}]))
     on_boundary = np.isclose(np.abs(r.points).max(1), 1.0)
@@ -412,7 +412,7 @@ def test_default_solvers_on_poisson2d_sinsin(solver):
                                           "poisson_nd", "burgers1d"])
 def test_tiny_solvers_run_on_the_suite(problem_name):
     """The shipped tiny solvers (with a cut budget) run on problems of every kind."""
-    from kanpde.config import load_config
+    from kanpde.training.config import load_config
 
     prob = load_problem(ROOT / "problems" / f"{problem_name}.py")
     prob = dataclasses.replace(prob, eval_resolution=11, eval_points=200)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kanpde.cli import main
-from kanpde.config import load_config
+from kanpde.cli.main import main
 from kanpde.problem import load_problem
+from kanpde.training.config import load_config
 from kanpde.tune import TuneError, tune
 from kanpde.tune.study import _best
 
@@ -34,7 +34,7 @@ def test_tune_two_trials_writes_a_solver_that_repeats_the_selected_trial(tmp_pat
     doc = json.loads((out / "tune.json").read_text())
     assert doc["best"]["trial"] == int(best["trial"])
     # the selected solver file repeats the trial's training exactly (steps, seed, points)
-    from kanpde.train import solve
+    from kanpde.training.solve import solve
 
     config = load_config(out / "best.toml")
     again = solve(load_problem(SINSIN), config, progress=False)
@@ -56,7 +56,7 @@ def test_selection_uses_the_validation_loss_not_the_error():
 
 
 def test_over_cap_configurations_are_skipped_and_failures_recorded(tmp_path, monkeypatch):
-    import kanpde.train as train
+    import kanpde.training.solve as train
 
     calls = []
     real = train.solve

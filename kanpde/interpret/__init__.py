@@ -1,7 +1,7 @@
-"""Interpretability of trained KANs: importance, sparsity, pruning, symbolic edges, formulas.
+"""Interpretability of trained KANs: importance, pruning, symbolic edges, formulas (the
+sparsity penalty that prepares a KAN for them is :mod:`kanpde.training.regularization`).
 
 * :mod:`~kanpde.interpret.importance`: edge and node importance scores;
-* :mod:`~kanpde.interpret.regularization`: the sparsity penalty (L1 + entropy);
 * :mod:`~kanpde.interpret.prune`: edge masking, node removal, parameter counts;
 * :mod:`~kanpde.interpret.symbolic`: fitting edges to a library of primitives;
 * :mod:`~kanpde.interpret.refit`: the problem's loss and short L-BFGS/Adam loops;
@@ -12,8 +12,7 @@
 
 from kanpde.interpret.importance import Importance, importance
 from kanpde.interpret.prune import count_parameters, prune
-from kanpde.interpret.regularization import sparsity_penalty
 from kanpde.interpret.symbolic import EdgeFit, auto_symbolic, fit_edge
 
-__all__ = ["Importance", "importance", "count_parameters", "prune", "sparsity_penalty",
-           "EdgeFit", "auto_symbolic", "fit_edge"]
+__all__ = ["Importance", "importance", "count_parameters", "prune", "EdgeFit", "auto_symbolic",
+           "fit_edge"]

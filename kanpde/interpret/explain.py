@@ -89,10 +89,10 @@ def load_kan_run(run_dir: str | Path):
         FileNotFoundError: no run there, or its problem file is gone.
         ValueError: an MLP run, or a run that did not finish.
     """
-    from kanpde.config import config_from_dict
+    from kanpde.io.results import load_result, load_summary, model_state_to_torch
     from kanpde.problem import load_problem
-    from kanpde.results import load_result, load_summary, model_state_to_torch
-    from kanpde.train import build_model_from_spec
+    from kanpde.training.config import config_from_dict
+    from kanpde.training.solve import build_model_from_spec
 
     run = Path(run_dir)
     summary = load_summary(run)

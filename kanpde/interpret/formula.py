@@ -83,7 +83,7 @@ def kan_formula(model: nn.Module, coords: Sequence[str]) -> Formula:
     """
     if not isinstance(model, KAN):
         raise ValueError(f"formula: needs a bare KAN, got {type(model).__name__} (models with "
-                         "a hard-constraint transform are not supported)")
+                         "a hard constraint are not supported)")
     symbols = [sp.Symbol(c, real=True) for c in coords]
     h = _input_map(model, symbols)
     splines, functions = [], {}

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from kanpde.config import SolverConfig, StageConfig
 from kanpde.nn.kan import KAN
+from kanpde.training.config import SolverConfig, StageConfig
 from kanpde.training.jacobian import Jacobian, Parameters
 from kanpde.training.loss import PinnLoss
 from kanpde.training.metrics import Evaluator
@@ -172,22 +172,6 @@ def polish_symbolic(model: nn.Module, loss: ProblemLoss, max_constants: int = 64
                 break
     after = float(loss(model).detach())
     return before, after
-
-
-def adam(model: nn.Module, loss_fn, steps: int, lr: float = 1e-3) -> list[float]:
-    """``steps`` Adam steps on ``loss_fn(model)``; returns the loss per step."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    history = []
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = loss_fn(model)
-        if not torch.isfinite(loss):
-            break
-        loss.backward()
-        opt.step()
-        history.append(float(loss.detach()))
-    return history
 
 
 def l2_error(model: nn.Module, problem, dtype: torch.dtype = torch.float64) -> float:

@@ -70,7 +70,7 @@ def available(device: torch.device | str) -> bool:
 def _check(v: Tensor, g: Tensor, S: Tensor, q: Tensor, lo: Tensor, h: Tensor,
            grid_size: int, k: int, C: Tensor, w: Tensor) -> None:
     """Raise ``ValueError`` on inconsistent shapes, dtypes or devices."""
-    from kanpde.spline import check_grid_size, check_order
+    from kanpde.core.spline import check_grid_size, check_order
 
     check_grid_size(grid_size)
     check_order(k)

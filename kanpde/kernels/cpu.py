@@ -3,8 +3,8 @@
 A KAN layer touches, per point ``p`` and input ``i``, only the ``K = k + 1`` coefficient rows
 ``w[i, idx[p, i] + r, :]``, ``r = 0..k``. Two families of loops use only those rows:
 
-* the generic bilinear maps of :mod:`kanpde.contract` (source :mod:`kanpde.kernels.csrc_rows`),
-  which make the value forward and all its derivatives::
+* the generic bilinear maps of :mod:`kanpde.kernels.contract` (source
+  :mod:`kanpde.kernels.csrc_rows`), which make the value forward and all its derivatives::
 
       gather:   out[p, c, :]    = sum_{i, r} a[p, c, i, r] w[i, idx[p, i] + r, :]
       sampled:  da[p, c, i, r]  = sum_j g[p, c, j] w[i, idx[p, i] + r, j]
@@ -21,7 +21,7 @@ into a per-user cache directory (``$KANPDE_CACHE_DIR``, else ``$XDG_CACHE_HOME/k
 and needs no torch headers (``torch.utils.cpp_extension`` needs tens of seconds for the
 headers alone); the library is called through ``ctypes``, which releases the GIL. Without a
 working compiler, or with ``KANPDE_NO_COMPILE=1``, :func:`available` is false and the
-pure-PyTorch contraction of :mod:`kanpde.contract` runs instead.
+pure-PyTorch contraction of :mod:`kanpde.kernels.contract` runs instead.
 
 Determinism: every output element is summed by one thread in a fixed order, and coefficient
 cotangents are summed over :data:`SCATTER_BLOCKS` fixed blocks of points reduced in block
@@ -280,7 +280,7 @@ class Features:
     def pointers(self, value: Tensor) -> tuple[list[Tensor], list[int | None]]:
         """Tensors to keep alive and the pointers ``x, lo, ih, tab, b, idx``."""
         if self.basis is None:
-            from kanpde.spline import uniform_derivative_matrices
+            from kanpde.core.spline import uniform_derivative_matrices
 
             table = uniform_derivative_matrices(self.k, 3, value.dtype)  # (4, k+1, k+1)
             keep = [_unit(value), *(t.contiguous() for t in (self.lo, self.inv_h, table))]

@@ -10,7 +10,7 @@ rows through an offset table ``roff`` and four rows ``c`` of local weights at a 
 * ``rows_axpy``: ``dw[roff[t] + j] += sum_c A_c[t] g_c[j]`` (cotangent of the coefficients).
 
 The generic maps ``kan_gather``, ``kan_sampled`` and ``kan_scatter`` of
-:mod:`kanpde.contract` are these over all points (OpenMP over points; ``kan_scatter`` sums
+:mod:`kanpde.kernels.contract` are these over all points (OpenMP over points; ``kan_scatter`` sums
 fixed blocks of points into private copies, reduced in block order).
 """
 

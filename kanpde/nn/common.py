@@ -7,8 +7,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from kanpde.jet import Channels
-
 
 def check_widths(widths: Sequence[int]) -> None:
     """Raise ``ValueError`` unless ``widths`` is ``[d, ..., m]`` of at least two positive ints."""
@@ -29,14 +27,3 @@ def check_points(x: Tensor, dim: int, dtype: torch.dtype) -> None:
     if x.dtype != dtype:
         raise TypeError(f"x has dtype {x.dtype} but the model's parameters are {dtype}; "
                         f"convert with x.to({dtype}) or build the model with dtype={x.dtype}")
-
-
-def make_channels(second: Tensor | Channels | None, x: Tensor) -> Channels:
-    """Channels for the argument ``second`` of ``jet``: ``None`` means no channels."""
-    if second is None:
-        return Channels.empty(x.shape[1], x)
-    channels = second if isinstance(second, Channels) else Channels(second, name="second")
-    if channels.dim != x.shape[1]:
-        raise ValueError(f"second must have shape (R, {x.shape[1]}, {x.shape[1]}) for points "
-                         f"of dimension {x.shape[1]}, got {tuple(channels.matrices.shape)}")
-    return channels.to(x)

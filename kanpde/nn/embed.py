@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde.jet import Jet, cos_derivatives, sin_derivatives
+from kanpde.core.jet import Jet, cos_derivatives, sin_derivatives
 
 
 class AffineMap(nn.Module):

@@ -7,7 +7,7 @@ per edge (pykan semantics)::
     phi_ij(x) = w_b[i, j] silu(x) + w_s[i, j] sum_m c[i, m, j] B_m(x),
 
 where ``B_m`` are the ``G + k`` B-splines of order ``k`` on input ``i``'s knots (see
-:mod:`kanpde.spline`). Off the grid the spline continues as the polynomial of its end interval;
+:mod:`kanpde.core.spline`). Off the grid the spline continues as the polynomial of its end interval;
 :meth:`KAN.update_grid` moves the knots to where the activations are.
 
 The jet forward evaluates every edge function with its first two derivatives from the
@@ -15,7 +15,7 @@ The jet forward evaluates every edge function with its first two derivatives fro
 the features of input ``i`` are ``[b(h_i), B_m(h_i)]``, ``[b'(h_i), B'_m(h_i)] dh_i/dx_a`` and
 ``[b'', B''_m](h_i) q_ri + [b', B'_m](h_i) S_ri`` (``b = silu``), and the layer output is
 ``features @ [w_b; w_s * c]``, where only the ``k + 1`` coefficient rows each point touches
-are read (:mod:`kanpde.contract`; no dense ``(N, ..., G + k)`` basis is formed). The value
+are read (:mod:`kanpde.kernels.contract`; no dense ``(N, ..., G + k)`` basis is formed). The value
 forward is the same code with no derivative rows, differentiable to any order, so nested
 autograd and ``torch.func`` run through it.
 
@@ -34,9 +34,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde import spline
-from kanpde.jet import Channels, Jet, silu_derivatives
-from kanpde.nn.common import check_points, check_widths, make_channels
+from kanpde.core import spline
+from kanpde.core.jet import Channels, Jet, make_channels, silu_derivatives
+from kanpde.nn.common import check_points, check_widths
 from kanpde.nn.kan_jet import layer_jet
 from kanpde.nn.symbolic import edge_triple, primitive
 
@@ -73,7 +73,7 @@ def spline_layer_jet(
         coef: ``(n_in, G + k, n_out)`` effective spline coefficients ``w_s * c``.
         base_weight: ``(n_in, n_out)``.
         backend: ``"auto"`` (compiled CPU kernels when they build, else PyTorch),
-            ``"compiled"`` or ``"torch"`` (see :func:`kanpde.contract.local_contract`).
+            ``"compiled"`` or ``"torch"`` (see :func:`kanpde.kernels.contract.local_contract`).
         diag: ``(R, d)`` diagonal channel weights when ``quad`` is ``None``.
 
     Returns:
@@ -482,7 +482,7 @@ class KAN(nn.Module):
             kernel: layer implementation, see :meth:`KANLayer.jet`.
 
         Returns:
-            A :class:`~kanpde.jet.Jet` with ``value (N, m)``, ``grad (N, d, m)`` and
+            A :class:`~kanpde.core.jet.Jet` with ``value (N, m)``, ``grad (N, d, m)`` and
             ``second (N, R, m)``.
         """
         check_points(x, self.in_dim, self.layers[0].knots.dtype)

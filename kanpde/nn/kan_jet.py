@@ -10,7 +10,7 @@ For inputs ``h`` ``(N, n_in)`` with gradients ``grad`` ``(N, d, n_in)``, channel
 
 Stacking the ``C = 1 + d + R`` rows, the local weights of input ``i`` are the non-zero bases
 times each row's chain-rule factor, ``a[p, c, i, r]`` (:func:`composed_layer_jet`), and the
-output is ``local_contract(a, idx, c) + f @ w_b`` (:mod:`kanpde.contract`, ``f`` the same
+output is ``local_contract(a, idx, c) + f @ w_b`` (:mod:`kanpde.kernels.contract`, ``f`` the same
 factors for ``silu``).
 
 Two implementations give the same numbers:
@@ -38,10 +38,10 @@ import torch
 from torch import Tensor
 from torch.func import jvp, vjp, vmap
 
-from kanpde import spline
-from kanpde.contract import has_storage, local_contract
-from kanpde.jet import silu_derivatives
+from kanpde.core import spline
+from kanpde.core.jet import silu_derivatives
 from kanpde.kernels import cpu
+from kanpde.kernels.contract import has_storage, local_contract
 
 
 def _orders(dim: int, n_ch: int) -> int:
@@ -62,7 +62,7 @@ def composed_layer_jet(value: Tensor, grad: Tensor, second: Tensor, quad: Tensor
         diag: ``(R, d)``: ``quad[p, s, i] = sum_a diag[s, a] grad[p, a, i]^2`` when ``quad`` is
             ``None``.
         k: spline order; uniform: equally spaced knots.
-        backend: of the local contraction (:func:`kanpde.contract.local_contract`).
+        backend: of the local contraction (:func:`kanpde.kernels.contract.local_contract`).
     """
     if quad is None:
         quad = diagonal_quad(grad, diag)  # (N, R, n_in)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde.jet import ACTIVATIONS, Channels, Jet
-from kanpde.nn.common import check_points, check_widths, make_channels
+from kanpde.core.jet import ACTIVATIONS, Channels, Jet, make_channels
+from kanpde.nn.common import check_points, check_widths
 
 ACTIVATION_VALUES = {
     "tanh": torch.tanh,

@@ -8,7 +8,7 @@ A symbolic KAN edge is ``phi(x) = c f(a x + b) + d`` for a primitive ``f`` of
     phi''(x) = c a^2 f''(z)
 
 so a symbolic edge enters the jet forward exactly like any pointwise map
-(:meth:`kanpde.jet.Jet.pointwise`). Every primitive carries its PyTorch derivative triple,
+(:meth:`kanpde.core.jet.Jet.pointwise`). Every primitive carries its PyTorch derivative triple,
 a NumPy value function (for fitting) and its SymPy form (for the composed formula), and a
 domain predicate: a primitive is *singular* on an input range where ``z`` leaves its domain
 (``1/x`` across 0, ``log`` and ``sqrt`` of non-positive arguments).

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kanpde.config import ConfigError, diff_configs
 from kanpde.training.checkpoint_file import check_complete, read_checkpoint, write_checkpoint
+from kanpde.training.config import ConfigError, diff_configs
 from kanpde.training.model import network
 from kanpde.training.points import TrainingPoints
 

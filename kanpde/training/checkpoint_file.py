@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from kanpde.config import ConfigError
+from kanpde.training.config import ConfigError
 
 MAGIC = b"KANPDE-CHECKPOINT 2 sha256="
 HEADER_LENGTH = len(MAGIC) + 64 + 1

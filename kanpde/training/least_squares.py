@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from kanpde.config import ConfigError, StageConfig, stage_option
+from kanpde.training.config import ConfigError, StageConfig, stage_option
 from kanpde.training.jacobian import Jacobian, Parameters, Products
 from kanpde.training.loss import NonFiniteError, PinnLoss
 from kanpde.training.points import TrainingPoints

@@ -16,7 +16,7 @@ for every residual, condition and point, so that ``||rho||^2 = L`` and ``grad L 
 with ``J = d rho / d theta``: the least-squares form the Levenberg-Marquardt and
 Gauss-Newton stages (:mod:`kanpde.training.second_order`) work on.
 
-**The sparsity penalty** (Liu et al. 2024, §2.5.1; :mod:`kanpde.interpret.regularization`)
+**The sparsity penalty** (Liu et al. 2024, §2.5.1; :mod:`kanpde.training.regularization`)
 ``R = l1 sum_l sum_ij |phi_ij|_1 + entropy sum_l S_l`` is not a mean of pointwise squares, but
 both parts are non-negative, so it enters the residual vector *exactly* as square roots:
 one row ``sqrt(l1 |phi_ij|_1)`` per edge and one row ``sqrt(entropy S_l)`` per layer. The
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from kanpde.config import RegularizationConfig, WeightingConfig
+from kanpde.training.config import RegularizationConfig, WeightingConfig
 from kanpde.training.model import network
 from kanpde.training.points import TrainingPoints
 from kanpde.training.sharding import SINGLE_PROCESS, Sharding
@@ -140,7 +140,7 @@ class PinnLoss:
             terms[self.cond_names[i]] = self.sharding.mean(
                 r.square(), points.conditions[i].points.shape[0])
         if self.regularization.active:
-            from kanpde.interpret.regularization import sparsity_penalty
+            from kanpde.training.regularization import sparsity_penalty
 
             reg = self.regularization
             # not a mean of pointwise terms: every process takes 1/W of the global value
@@ -282,7 +282,7 @@ class PinnLoss:
     def _regularization_rows(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         """Rows ``sqrt(w l1 |phi_ij|_1)`` and ``sqrt(w entropy S_l)`` (``w``: the term's
         weight) and the penalty ``R`` itself, on the global interior set ``x``."""
-        from kanpde.interpret.regularization import edge_l1, layer_entropy
+        from kanpde.training.regularization import edge_l1, layer_entropy
 
         reg = self.regularization
         weight = self.weights.weights.get("regularization", 1.0)

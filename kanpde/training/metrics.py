@@ -20,8 +20,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from kanpde.chunking import map_chunks, points_per_chunk
-from kanpde.derivatives import autograd_jet, compute_jet
+from kanpde.core.chunking import map_chunks, points_per_chunk
+from kanpde.core.engines import autograd_jet, compute_jet
 from kanpde.problem import SolutionField
 
 
@@ -32,7 +32,7 @@ class Evaluator:
         problem: the problem.
         dtype, device: of the model.
         chunk: points per model evaluation (``None``: from the memory budget, see
-            :mod:`kanpde.chunking`).
+            :mod:`kanpde.core.chunking`).
         memory_budget: bytes for that choice (``None``: the default budget).
     """
 

@@ -10,14 +10,17 @@ fields) KAN or MLP behind the input maps the config asks for, in this order:
    :class:`~kanpde.nn.PeriodicEmbedding` of the named coordinates with period = their
    bounding-box length (in normalised units when normalised);
 
-then wraps it in :class:`~kanpde.nn.transform.HardConstraint` when ``problem.transform`` is
-set. ``Problem.transform`` may hold:
+then wraps it in :class:`~kanpde.nn.hard_constraint.HardConstraint` when
+``problem.hard_constraint`` is set (:func:`apply_hard_constraint`). It may hold:
 
 * a ``HardConstraint`` (its ``distance``/``particular`` functions are reused around the
   new network; the network it wraps is ignored);
 * a mapping ``{"distance": D, "particular": g}`` (``particular`` optional) or a pair
   ``(D, g)`` of functions ``(N, d) -> (N,)`` or ``(N, m)``;
 * a callable ``net -> nn.Module`` returning the wrapped model.
+
+The problem's functions are called through :func:`kanpde.problem.usercode.user_function`, so
+a failure in one of them is one line naming it.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from kanpde.config import ConfigError, ModelConfig, config_from_dict
 from kanpde.nn import KAN, MLP, AffineMap, Chain, FourierFeatures, PeriodicEmbedding
-from kanpde.nn.transform import HardConstraint
+from kanpde.nn.hard_constraint import HardConstraint
+from kanpde.problem.usercode import user_function
+from kanpde.training.config import ConfigError, ModelConfig, config_from_dict
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -87,26 +91,39 @@ def _embedding(problem, cfg: ModelConfig, dtype: torch.dtype, device: torch.devi
     return maps[0] if len(maps) == 1 else Chain(*maps)
 
 
-def apply_transform(net: nn.Module, transform: Any) -> nn.Module:
-    """Wrap ``net`` in the problem's hard constraint (see the module docstring)."""
-    if transform is None:
+def _guarded(fn: Any) -> Any:
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return user_function(fn, f"hard-constraint function {name!r}")
+
+
+def _guard(model: HardConstraint) -> HardConstraint:
+    """``model`` with its distance and particular functions called as user code."""
+    model.distance.fn = _guarded(model.distance.fn)
+    if model.particular is not None:
+        model.particular.fn = _guarded(model.particular.fn)
+    return model
+
+
+def apply_hard_constraint(net: nn.Module, spec: Any) -> nn.Module:
+    """Wrap ``net`` in the problem's hard constraint ``spec`` (see the module docstring)."""
+    if spec is None:
         return net
-    if isinstance(transform, HardConstraint):
-        part = transform.particular
-        return HardConstraint(net, transform.distance.fn, None if part is None else part.fn)
-    if isinstance(transform, Mapping):
-        if "distance" not in transform:
-            raise ValueError("problem.transform mapping needs a 'distance' function")
-        return HardConstraint(net, transform["distance"], transform.get("particular"))
-    if isinstance(transform, tuple | list) and len(transform) == 2:
-        return HardConstraint(net, transform[0], transform[1])
-    if callable(transform):
-        out = transform(net)
+    if isinstance(spec, HardConstraint):
+        part = spec.particular
+        return _guard(HardConstraint(net, spec.distance.fn, None if part is None else part.fn))
+    if isinstance(spec, Mapping):
+        if "distance" not in spec:
+            raise ValueError("problem.hard_constraint mapping needs a 'distance' function")
+        return _guard(HardConstraint(net, spec["distance"], spec.get("particular")))
+    if isinstance(spec, tuple | list) and len(spec) == 2:
+        return _guard(HardConstraint(net, spec[0], spec[1]))
+    if callable(spec):
+        out = spec(net)
         if not isinstance(out, nn.Module):
-            raise ValueError(f"problem.transform(net) returned {type(out).__name__}, "
+            raise ValueError(f"problem.hard_constraint(net) returned {type(out).__name__}, "
                              "expected an nn.Module")
-        return out
-    raise ValueError(f"problem.transform: unsupported {type(transform).__name__}")
+        return _guard(out) if isinstance(out, HardConstraint) else out
+    raise ValueError(f"problem.hard_constraint: unsupported {type(spec).__name__}")
 
 
 def trainable_parameters(model: nn.Module) -> int:
@@ -130,7 +147,7 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
 
     Args:
         problem: gives ``d = len(coords)``, ``m = len(fields)``, the bounding box and the
-            transform.
+            hard constraint.
         model_cfg: the ``[model]`` section.
         dtype, device: of the parameters.
         seed: initialisation seed (also of the Fourier features).
@@ -151,7 +168,7 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
     else:
         net = MLP(widths, model_cfg.activation, embedding=emb, seed=seed, dtype=dtype,
                   device=device)
-    return apply_transform(net, problem.transform)
+    return apply_hard_constraint(net, problem.hard_constraint)
 
 
 def model_spec(model: nn.Module, problem, model_cfg: ModelConfig, dtype: torch.dtype,
@@ -170,18 +187,18 @@ def model_spec(model: nn.Module, problem, model_cfg: ModelConfig, dtype: torch.d
         "out_dim": len(problem.fields),
         "dtype": str(dtype).removeprefix("torch."),
         "seed": seed,
-        "hard_constraint": problem.transform is not None,
+        "hard_constraint": problem.hard_constraint is not None,
     }
 
 
 def build_model_from_spec(spec: Mapping[str, Any], problem,
                           state: Mapping[str, Any] | None = None,
                           device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild a trained model from a :class:`~kanpde.results.Result`'s ``model_spec``.
+    """Rebuild a trained model from a :class:`~kanpde.io.results.Result`'s ``model_spec``.
 
     Args:
         spec: the ``model_spec`` dict.
-        problem: the problem it was trained on (inputs, outputs, bounding box, transform).
+        problem: the problem it was trained on (inputs, outputs, bounding box, hard constraint).
         state: optional ``model_state`` (numpy arrays or tensors; ``..._extra_state``
             entries as stored) to load.
         device: where to put it.

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde.config import StageConfig
+from kanpde.training.config import StageConfig
 
 #: function evaluations allowed in one strong-Wolfe line search (torch's default)
 MAX_LINE_SEARCH = 25

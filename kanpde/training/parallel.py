@@ -1,20 +1,20 @@
 """The data-parallel part of the :class:`~kanpde.training.trainer.Trainer`.
 
 :class:`DataParallel` is a mixin: its methods read the trainer's ``dist`` (a
-:class:`kanpde.distributed.Context`), ``points``, ``config``, ``problem``, ``model``,
+:class:`kanpde.training.distributed.Context`), ``points``, ``config``, ``problem``, ``model``,
 ``generator``, ``weights``, ``sharding`` and ``device``. With one process every method is the
 identity or the plain single-process computation; with several, the point sets are the
 global ones on every rank, each rank evaluates its shard (through
 :class:`~kanpde.training.sharding.Sharding`), and decisions are taken from gathered or
-summed quantities (see :mod:`kanpde.distributed` for the scheme).
+summed quantities (see :mod:`kanpde.training.distributed` for the scheme).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from kanpde.conditions import ConditionPoints
-from kanpde.config import ConfigError, StageConfig
+from kanpde.problem.conditions import ConditionPoints
+from kanpde.training.config import ConfigError, StageConfig
 from kanpde.training.points import TrainingPoints, refine, residual_magnitude, sample_points
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from kanpde.chunking import map_chunks, points_per_chunk
-from kanpde.conditions import ConditionPoints, Initial, InitialRate
-from kanpde.config import SamplingConfig
-from kanpde.sampling import rad_sample, rar_d_add
+from kanpde.core.chunking import map_chunks, points_per_chunk
+from kanpde.problem.conditions import ConditionPoints, Initial, InitialRate
+from kanpde.problem.sampling import rad_sample, rar_d_add
+from kanpde.training.config import SamplingConfig
 
 
 @dataclass
@@ -85,7 +85,8 @@ def sample_points(problem, config: SamplingConfig, generator: torch.Generator,
 def residual_magnitude(residuals: Callable[[Tensor], dict[str, Tensor]], x: Tensor,
                        weights: dict[str, float], chunk: int | None = None) -> Tensor:
     """``(M,)`` combined residual ``sqrt(sum_t lambda_t r_t^2)`` at ``x``, without a graph,
-    in chunks of ``chunk`` points (``None``: from the memory budget, :mod:`kanpde.chunking`)."""
+    in chunks of ``chunk`` points (``None``: from the memory budget,
+    :mod:`kanpde.core.chunking`)."""
 
     def magnitude(part: Tensor) -> Tensor:
         res = residuals(part)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from kanpde.config import StageConfig, stage_option
+from kanpde.training.config import StageConfig, stage_option
 from kanpde.training.least_squares import LeastSquares, Linearization
 
 __all__ = ["SECOND_ORDER", "LevenbergMarquardt", "GaussNewton", "StepResult", "make_stage",

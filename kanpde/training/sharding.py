@@ -2,7 +2,7 @@
 processes' parts add up.
 
 Every process holds the *global* point sets; :class:`Sharding` gives this process's
-contiguous shard of each (:meth:`kanpde.distributed.Context.shard`), turns a mean over the
+contiguous shard of each (:meth:`kanpde.training.distributed.Context.shard`), turns a mean over the
 global set into this process's part of it, and sums parts over processes (one all-reduce of
 their concatenation). With one process every method is the identity or the plain
 single-process computation, so a one-process run does exactly what it did before sharding
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from kanpde.conditions import ConditionPoints
-from kanpde.distributed import SINGLE, Context
+from kanpde.problem.conditions import ConditionPoints
+from kanpde.training.distributed import SINGLE, Context
 from kanpde.training.points import TrainingPoints
 
 

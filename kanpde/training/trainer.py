@@ -1,4 +1,4 @@
-"""The training loop behind :func:`kanpde.train.solve`.
+"""The training loop behind :func:`kanpde.training.solve.solve`.
 
 One :class:`Trainer` runs one solve: optimiser stages in sequence, grid events between them,
 resampling and residual-adaptive refinement, loss weighting, the NaN guard, evaluations and
@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from kanpde.config import ConfigError, SolverConfig, StageConfig
-from kanpde.distributed import DistributedError, point_seed, rank_device
-from kanpde.distributed import context as dist_context
 from kanpde.training import checkpoint as ckpt
 from kanpde.training import divergence, least_squares, second_order
+from kanpde.training.config import ConfigError, SolverConfig, StageConfig
+from kanpde.training.distributed import DistributedError, point_seed, rank_device
+from kanpde.training.distributed import context as dist_context
 from kanpde.training.loss import NonFiniteError, PinnLoss
 from kanpde.training.metrics import Evaluator
 from kanpde.training.model import (

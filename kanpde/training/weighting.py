@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde.config import WeightingConfig
+from kanpde.training.config import WeightingConfig
 
 
 class LossWeights:

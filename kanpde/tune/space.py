@@ -1,13 +1,12 @@
 """Search spaces of ``kanpde tune``: optuna trial -> solver configuration.
 
-The knobs and their ranges are data (:data:`kanpde.bench.budgets.SEARCH_SPACES`); this module
-turns one set of values into a TOML-like solver dict that :func:`kanpde.config.config_from_dict`
-accepts. Both families share the training knobs: the Adam learning rate and schedule, the
-split of the trial's time between Adam and the following stage(s), the residual and
-condition loss weights and the number of collocation points. The MLP adds depth, width and
-activation; the KAN adds depth and width, the grid schedule (initial ``G`` and the number of
-doublings ``G -> 2G``, one stage each, the knots moved to the activations before each) with
-its ``grid_eps``, and the spline order.
+The knobs and their ranges are data (:data:`kanpde.tune.budgets.SEARCH_SPACES`); this module turns
+one set of values into a TOML-like solver dict that :func:`kanpde.training.config.config_from_dict`
+accepts. Both families share the training knobs: the Adam learning rate and schedule, the split of
+the trial's time between Adam and the following stage(s), the residual and condition loss weights
+and the number of collocation points. The MLP adds depth, width and activation; the KAN adds depth
+and width, the grid schedule (initial ``G`` and the number of doublings ``G -> 2G``, one stage each,
+the knots moved to the activations before each) with its ``grid_eps``, and the spline order.
 
 A trial of ``T`` seconds gets an Adam stage capped at ``adam_fraction * T`` and, after it,
 L-BFGS stage(s) sharing the rest; step counts are generous caps, so time decides. The
@@ -22,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from kanpde.bench.budgets import SEARCH_SPACES
+from kanpde.tune.budgets import SEARCH_SPACES
 
 FAMILIES = ("kan", "mlp")
 MAX_STEPS = 1_000_000
@@ -81,7 +80,7 @@ def solver(family: str, values: Mapping[str, Any], time_s: float, seed: int,
            name: str = "tuned", clock: str = "wall") -> dict[str, Any]:
     """The solver dict of one set of knob values, for a trial of ``time_s`` seconds of the
     ``clock`` (``"wall"`` or ``"cpu"``, see ``time_clock`` of
-    :class:`~kanpde.config.SolverConfig`)."""
+    :class:`~kanpde.training.config.SolverConfig`)."""
     interior = int(values["interior"])
     if family == "mlp":
         model = {"kind": "mlp", "widths": [int(values["width"])] * int(values["depth"]),

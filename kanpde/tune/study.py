@@ -2,7 +2,7 @@
 
 :func:`tune` runs a seeded optuna study (TPE sampler; Bergstra et al., NeurIPS 2011) over a
 family's search space (:mod:`kanpde.tune.space`). Every trial trains one configuration with
-:func:`kanpde.train.solve` within the same wall-time cap and is scored by its PINN loss on
+:func:`kanpde.training.solve.solve` within the same wall-time cap and is scored by its PINN loss on
 the study's validation points (:mod:`kanpde.tune.validation`); the error against the
 exact or reference solution is recorded beside it but never used to select. A configuration
 whose final model has more parameters than ``max_params`` is not trained (it is recorded as
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kanpde.config import SECOND_ORDER_DEFAULTS
+from kanpde.training.config import SECOND_ORDER_DEFAULTS
 from kanpde.tune import space as spaces
 from kanpde.tune.validation import validation_loss, validation_points
 
@@ -145,7 +145,7 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         raise TuneError(f"--time-per-trial: must be > 0 seconds, got {time_per_trial!r}")
     if clock not in ("wall", "cpu"):
         raise TuneError(f"--clock: must be wall or cpu, got {clock!r}")
-    from kanpde.config import config_from_dict
+    from kanpde.training.config import config_from_dict
 
     smallest_cfg = config_from_dict(spaces.solver(family, {**spaces.smallest(knobs), **fixed},
                                                   time_per_trial, seed))
@@ -216,9 +216,9 @@ class _Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from kanpde.config import config_from_dict
-        from kanpde.results import model_state_to_torch, save_result
-        from kanpde.train import build_model_from_spec, solve
+        from kanpde.io.results import model_state_to_torch, save_result
+        from kanpde.training.config import config_from_dict
+        from kanpde.training.solve import build_model_from_spec, solve
 
         values = {**spaces.suggest(trial, self.knobs), **self.fixed}
         solver = spaces.solver(self.family, values, self.time_s, self.seed,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from kanpde.config import SamplingConfig
+from kanpde.training.config import SamplingConfig
 from kanpde.training.points import TrainingPoints, sample_points
 
 VALIDATION_SEED_OFFSET = 104_729
@@ -54,7 +54,7 @@ def validation_loss(problem, model: nn.Module, points: TrainingPoints,
         ``{term: mean square, ..., "total": L_val}``; NaN when the model gives non-finite
         values.
     """
-    from kanpde.config import RegularizationConfig, WeightingConfig
+    from kanpde.training.config import RegularizationConfig, WeightingConfig
     from kanpde.training.loss import PinnLoss
     from kanpde.training.weighting import LossWeights
 

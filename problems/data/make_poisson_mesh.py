@@ -1,6 +1,6 @@
 """Regenerate ``poisson_mesh.msh``: the L-shaped domain [-1, 1]^2 \\ (0, 1] x [-1, 0).
 
-The mesh is the structured triangulation of :func:`kanpde.geometry.l_shape_mesh` with mesh
+The mesh is the structured triangulation of :func:`kanpde.problem.geometry.l_shape_mesh` with mesh
 size ``H = 1/16`` (32 cells per side of the square, 1536 triangles), written as ASCII Gmsh 2.2
 with the boundary groups ``"outer"`` and ``"reentrant"`` (the two edges meeting at the
 re-entrant corner, the origin). The output is deterministic::
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import meshio
 
-from kanpde.geometry import l_shape_mesh
+from kanpde.problem.geometry import l_shape_mesh
 
 H = 1.0 / 16.0
 """Target mesh size of the structured L-shape mesh."""

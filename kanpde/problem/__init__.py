@@ -1,0 +1,31 @@
+"""What to solve: :class:`Problem`, its conditions, the residual API (:class:`Scope`), domains
+(:mod:`kanpde.problem.geometry`), samplers, reference solutions and classical reference
+solvers.
+
+* :mod:`~kanpde.problem.problem`: :class:`Problem` and :class:`SolutionField`;
+* :mod:`~kanpde.problem.load`: :func:`load_problem` (problem files) and :func:`check_problem`;
+* :mod:`~kanpde.problem.conditions`: boundary, initial and data conditions;
+* :mod:`~kanpde.problem.scope`: what a residual sees (:class:`Scope`, :class:`FieldView`);
+* :mod:`~kanpde.problem.geometry`: domains; :mod:`~kanpde.problem.sampling`: samplers;
+* :mod:`~kanpde.problem.reference`: exact and interpolated reference solutions;
+* :mod:`~kanpde.problem.classical`: classical solvers that make stored references;
+* :mod:`~kanpde.problem.usercode`: calls into the problem file's functions, one-line errors;
+* :mod:`~kanpde.problem.exactcheck`: does the exact solution solve the problem?
+"""
+
+from kanpde.problem.conditions import (
+    Dirichlet,
+    Initial,
+    InitialRate,
+    Neumann,
+    Observations,
+    Periodic,
+    Robin,
+)
+from kanpde.problem.load import check_problem, load_problem
+from kanpde.problem.problem import Problem, SolutionField
+from kanpde.problem.scope import FieldView, ProblemError, Scope
+
+__all__ = ["Problem", "SolutionField", "load_problem", "check_problem", "Scope", "FieldView",
+           "ProblemError", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial",
+           "InitialRate", "Observations"]

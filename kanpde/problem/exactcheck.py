@@ -1,0 +1,173 @@
+"""Does a problem's exact solution solve it? The test behind ``kanpde check``.
+
+For every residual and every condition, the exact solution ``u`` is put in as the model
+(:class:`~kanpde.problem.SolutionField`) on both derivative engines, and the largest residual
+``max_i |r(u)(x_i)|`` must be small relative to the size of the residual's terms::
+
+    max_i |r(u)(x_i)|  <=  RTOL * S,     S = max(max_i |r(0)(x_i)|,
+                                             max_i |r(u)(x_i) - r(0)(x_i)|,  F)
+
+``r(0)`` is the residual of the zero field (the forcing and boundary data), ``r(u) - r(0)`` the
+part that depends on the field (its differential operator applied to ``u``), and ``F`` the
+largest value, first or second derivative of ``u`` the term could use (so a homogeneous
+equation, whose parts cancel, is still measured against the size of ``u``). A residual
+or condition that is not finite at some point fails, as does an empty evaluation set or a
+solution that is not finite on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from kanpde.core.jet import Jet
+from kanpde.problem import Problem, SolutionField
+
+#: relative tolerance of the exact-solution check
+RTOL = 1e-6
+
+
+@dataclass(frozen=True)
+class TermCheck:
+    """The check of one residual or condition on one engine.
+
+    Attributes:
+        name: ``"residual 'pde'"`` or ``"condition 0 'dirichlet0' (Dirichlet on boundary)"``.
+        engine: the derivative engine.
+        max_abs: ``max |r(u)|`` (NaN when some value is not finite).
+        scale: ``S``, the size of the term's parts.
+        tol: ``RTOL * S``.
+        problem: why it fails (one line), or ``""`` when it passes.
+    """
+
+    name: str
+    engine: str
+    max_abs: float
+    scale: float
+    tol: float
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+    def line(self) -> str:
+        """``max |r| = ... <= tolerance ...`` (or why it fails) for the report."""
+        if self.problem:
+            return self.problem
+        return f"{self.name}: {_bound(self.max_abs, '<=', self.scale, self.engine)}"
+
+
+def _bound(max_abs: float, rel: str, scale: float, engine: str) -> str:
+    return (f"max |r| = {max_abs:.2e} {rel} tolerance {RTOL * scale:.2e} ({RTOL:g} x "
+            f"{scale:.2e}, the size of its terms; {engine} engine)")
+
+
+class _ZeroField(nn.Module):
+    """The zero field with ``m`` outputs (value, gradient and channels all zero)."""
+
+    def __init__(self, m: int):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[0], self.m)
+
+    def jet(self, x: Tensor, second=None) -> Jet:
+        from kanpde.core.jet import make_channels
+
+        ch = make_channels(second, x)
+        n, d = x.shape
+        return Jet(x.new_zeros(n, self.m), x.new_zeros(n, d, self.m),
+                   x.new_zeros(n, ch.count, self.m), ch)
+
+
+def _where(x: Tensor, bad: Tensor, coords: Sequence[str]) -> str:
+    i = int(bad.nonzero()[0, 0])
+    return ", ".join(f"{c}={v:.4g}" for c, v in zip(coords, x[i].tolist(), strict=False))
+
+
+def _field_scale(field: SolutionField, x: Tensor, problem: Problem) -> float:
+    jet = field.jet(x, second=problem.channels(x))
+    parts = [jet.value, jet.grad, jet.second]
+    values = torch.cat([p.detach().reshape(-1) for p in parts])
+    values = values[values.isfinite()]
+    return float(values.abs().max()) if values.numel() else 0.0
+
+
+def _term(name: str, engine: str, r: Tensor, r0: Tensor, x: Tensor, field_scale: float,
+          coords: Sequence[str]) -> TermCheck:
+    r, r0 = r.detach().reshape(r.shape[0], -1), r0.detach().reshape(r0.shape[0], -1)
+    bad = ~r.isfinite().all(dim=1)
+    if bool(bad.any()):
+        kind = "NaN" if bool(r.isnan().any()) else "infinite"
+        rows = min(int(bad.shape[0]), x.shape[0])
+        at = _where(x[:rows], bad[:rows], coords) if bool(bad[:rows].any()) else "?"
+        return TermCheck(name, engine, math.nan, math.nan, math.nan,
+                         f"{name}: the exact solution makes it {kind} at {int(bad.sum())} "
+                         f"of {bad.shape[0]} points (e.g. {at}; {engine} engine)")
+    max_abs = float(r.abs().max()) if r.numel() else 0.0
+    finite0 = r0.isfinite()
+    diff = (r - r0)[finite0]
+    scale = max(float(r0[finite0].abs().max()) if finite0.any() else 0.0,
+                float(diff.abs().max()) if diff.numel() else 0.0, field_scale)
+    tol = RTOL * scale
+    fault = "" if max_abs <= tol else \
+        f"{name}: the exact solution leaves {_bound(max_abs, '>', scale, engine)}"
+    return TermCheck(name, engine, max_abs, scale, tol, fault)
+
+
+def check_exact(problem: Problem, points: int, generator: torch.Generator, *,
+                unknowns: Mapping[str, Tensor] | None = None,
+                engines: Sequence[str] = ("jet", "autograd")) -> list[TermCheck]:
+    """Check the exact solution against every residual and condition (see the module
+    docstring); one :class:`TermCheck` per term and engine.
+
+    Args:
+        problem: a problem with an exact solution.
+        points: interior points (and points per condition), ``>= 1``.
+        generator: draws the points.
+        unknowns: the true values of the unknown parameters, if any.
+        engines: derivative engines to check on.
+    """
+    field, zero = SolutionField(problem), _ZeroField(len(problem.fields))
+    x = problem.domain.sample_interior(points, generator)
+    fscale = _field_scale(field, x, problem)
+    out: list[TermCheck] = []
+    for engine in engines:
+        res = problem.residual_values(field, x, engine=engine, unknowns=unknowns)
+        res0 = problem.residual_values(zero, x, engine="jet", unknowns=unknowns)
+        for name, r in res.items():
+            out.append(_term(f"residual {name!r}", engine, r, res0[name], x, fscale,
+                             problem.coords))
+    for cond in problem.conditions:
+        pts = cond.sample(problem.domain, points, generator)
+        r = problem.condition_values(cond, field, pts, unknowns=unknowns)
+        r0 = problem.condition_values(cond, zero, pts, unknowns=unknowns)
+        scale = _field_scale(field, pts.points, problem)
+        out.append(_term(problem.condition_title(cond), "jet", r, r0, pts.points, scale,
+                         problem.coords))
+    return out
+
+
+EMPTY_EVALUATION = "the evaluation set is empty (no evaluation point lies inside the domain)"
+
+
+def check_solution(problem: Problem) -> str:
+    """``""`` when the solution is finite on a non-empty evaluation set, else why not
+    (:data:`EMPTY_EVALUATION` for an empty one)."""
+    x = problem.evaluation_points()
+    if x.shape[0] == 0:
+        return EMPTY_EVALUATION
+    u = problem.solution(x)
+    bad = ~u.isfinite().all(dim=1)
+    if bool(bad.any()):
+        source = "exact solution" if problem.exact is not None else "reference solution"
+        return (f"the {source} is not finite at {int(bad.sum())} of {x.shape[0]} evaluation "
+                f"points (e.g. {_where(x, bad, problem.coords)}); error metrics cannot be "
+                "computed")
+    return ""

@@ -1,0 +1,343 @@
+"""A PDE problem: domain, residuals, conditions, parameters and a reference solution.
+
+A problem file is a Python module that defines ``problem = Problem(...)``::
+
+    problem = Problem(
+        name="poisson2d_sinsin",
+        coords=("x", "y"),
+        domain=Box([-1, -1], [1, 1], coord_names=("x", "y")),
+        residuals={"pde": lambda s: s.u.laplacian() + 2 * pi**2 * sin(pi * s.x) * sin(pi * s.y)},
+        conditions=[Dirichlet(on="boundary", value=0.0)],
+        exact=lambda x: sin(pi * x[:, 0]) * sin(pi * x[:, 1]),
+    )
+
+Residuals are written against a :class:`~kanpde.problem.scope.Scope` ``s``: coordinates
+(``s.x``), fields with derivatives by coordinate name (``s.u.d("x", "x")``,
+``s.u.laplacian()``), constants and unknown parameters (``s.nu``). The second-order channels
+a problem needs are found by running its residuals once on a recording probe, so the same
+file runs on the "jet" and "autograd" engines and never names either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from kanpde.core.engines import compute_jet
+from kanpde.core.jet import Channels, Jet, channel_matrices
+from kanpde.problem.conditions import Condition, ConditionPoints
+from kanpde.problem.scope import DerivativeRecorder, FieldView, JetDerivatives, ProblemError, Scope
+from kanpde.problem.usercode import (
+    call_user,
+)
+
+Residual = Callable[[Scope], Tensor]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A PDE problem. Immutable; build variants with :func:`dataclasses.replace`.
+
+    Attributes:
+        name: short identifier.
+        coords: coordinate names in tensor column order (time last when present).
+        domain: a :mod:`kanpde.problem.geometry` domain of dimension ``len(coords)``; boxes,
+            intervals and space-time cylinders take their part names from ``coords`` and
+            ``time`` (:meth:`~kanpde.problem.geometry.Domain.with_coords`).
+        residuals: ``{name: r(s) -> (N,)}``: the PDE(s), zero for the solution.
+        conditions: boundary, initial and data conditions.
+        fields: output field names (model output columns).
+        constants: fixed named parameters, visible in residuals as ``s.<name>``.
+        unknowns: unknown scalar parameters with initial guesses (inverse problems).
+        exact: exact solution ``(N, d) -> (N,)`` or ``(N, m)``.
+        reference: reference data (a :class:`kanpde.problem.reference.Reference`), when no
+            ``exact``.
+        true_unknowns: the true values of the unknowns, for reporting.
+        time: name of the time coordinate (must be the last one), or ``None``.
+        eval_resolution: points per axis of the evaluation grid (``d <= 2``).
+        eval_points: number of random evaluation points (``d > 2`` or non-box domains).
+        hard_constraint: optional hard constraint ``u = g + D N`` around the network: a
+            mapping ``{"distance": D, "particular": g}``, a pair ``(D, g)``, a
+            :class:`~kanpde.nn.hard_constraint.HardConstraint` or a callable ``net -> module``
+            (see :mod:`kanpde.training.model`).
+        description: free text (the file's docstring by default).
+        source_path: the problem file it was loaded from (set by :func:`load_problem`;
+            named in every error raised while evaluating the problem's functions).
+        source_sha256: SHA-256 of that file's bytes (checkpoints record it, so a run does
+            not silently resume on an edited problem).
+    """
+
+    name: str
+    coords: tuple[str, ...]
+    domain: object
+    residuals: Mapping[str, Residual]
+    conditions: Sequence[Condition] = ()
+    fields: tuple[str, ...] = ("u",)
+    constants: Mapping[str, float] = field(default_factory=dict)
+    unknowns: Mapping[str, float] = field(default_factory=dict)
+    exact: Callable[[Tensor], Tensor] | None = None
+    reference: object | None = None
+    true_unknowns: Mapping[str, float] = field(default_factory=dict)
+    time: str | None = None
+    eval_resolution: int | None = None
+    eval_points: int = 10_000
+    hard_constraint: object | None = None
+    description: str = ""
+    source_path: str = ""
+    source_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        coords = tuple(self.coords)
+        fields = tuple(self.fields)
+        object.__setattr__(self, "coords", coords)
+        object.__setattr__(self, "fields", fields)
+        names = list(coords) + list(fields) + list(self.constants) + list(self.unknowns)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ProblemError(f"names used twice among coordinates, fields and parameters: "
+                               f"{', '.join(dupes)}")
+        if getattr(self.domain, "dim", None) != len(coords):
+            raise ProblemError(f"domain has dimension {getattr(self.domain, 'dim', '?')} but "
+                               f"{len(coords)} coordinates are named ({', '.join(coords)})")
+        if self.time is not None and (self.time not in coords or coords[-1] != self.time):
+            raise ProblemError(f"time coordinate {self.time!r} must be the last coordinate "
+                               f"(coordinates: {', '.join(coords)})")
+        if hasattr(self.domain, "with_coords"):  # part names follow the coordinate names
+            try:
+                object.__setattr__(self, "domain", self.domain.with_coords(coords, self.time))
+            except ValueError as err:
+                raise ProblemError(str(err)) from err
+        if not self.residuals:
+            raise ProblemError("problem has no residuals")
+        for key, fn in self.residuals.items():
+            if not callable(fn):
+                raise ProblemError(f"residual {key!r} is not callable")
+        if not self.conditions and not self.unknowns and self.hard_constraint is None:
+            raise ProblemError("problem has no conditions (boundary, initial or data)")
+        conds = tuple(c.bind(coords, self.time) if isinstance(c, Condition) else c
+                      for c in self.conditions)
+        for c in conds:
+            if not isinstance(c, Condition):
+                raise ProblemError(f"conditions must be kanpde.problem.conditions types, got "
+                                   f"{type(c).__name__}")
+            if c.field not in fields:
+                raise ProblemError(f"condition {type(c).__name__} names unknown field "
+                                   f"{c.field!r} (fields: {', '.join(fields)})")
+        object.__setattr__(self, "conditions", conds)
+        if self.exact is None and self.reference is None:
+            raise ProblemError("problem needs an exact solution or a reference")
+        object.__setattr__(self, "_keys", self._probe())
+
+    # ---------------------------------------------------------------- derivatives ----------
+
+    def _probe(self) -> list[tuple]:
+        """Run every residual on a recording probe; return the second-order channel keys."""
+        gen = torch.Generator().manual_seed(0)
+        x = self.domain.sample_interior(4, gen)
+        recorder = DerivativeRecorder(self.coords, self.time, x.shape[0], x)
+        scope = Scope(x, self.coords,
+                      {f: FieldView(f, x.new_zeros(x.shape[0]), recorder) for f in self.fields},
+                      self.parameters(x))
+        for key, fn in self.residuals.items():
+            what = self.what(f"residual {key!r}")
+            self._check_output(call_user(fn, what, scope), x.shape[0], what)
+        return recorder.keys
+
+    def what(self, name: str) -> str:
+        """``name`` (a residual, condition or the exact solution) as error messages say it:
+        prefixed with the problem file once the problem was loaded from one."""
+        return f"problem file '{self.source_path}': {name}" if self.source_path else name
+
+    def condition_title(self, condition: Condition) -> str:
+        """``"condition 2 'inflow' (Dirichlet on x_min)"``: a condition in error messages."""
+        index = next((i for i, c in enumerate(self.conditions) if c is condition), None)
+        on = getattr(condition, "on", None)
+        if on is None:
+            where = ""
+        elif isinstance(on, str) or not callable(on):
+            where = f" on {on if isinstance(on, str) else ', '.join(map(str, on))}"
+        else:
+            where = " on a predicate"
+        kind = f"{type(condition).__name__}{where}"
+        if index is None:
+            return f"condition {condition.describe()} ({kind})"
+        return f"condition {index} {condition.label(index)!r} ({kind})"
+
+    @staticmethod
+    def _check_output(out, n: int, what: str) -> Tensor:
+        if isinstance(out, FieldView):
+            out = out.value
+        if not isinstance(out, Tensor):
+            raise ProblemError(f"{what} returned {type(out).__name__}, expected a tensor "
+                               f"of shape ({n},)")
+        if out.shape == (n, 1):
+            out = out[:, 0]
+        if out.shape != (n,):
+            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected ({n},)")
+        return out
+
+    def channels(self, like: Tensor) -> Channels:
+        """The ``(R, d, d)`` second-order channels the residuals need."""
+        keys = self._keys  # type: ignore[attr-defined]
+        return Channels(channel_matrices(keys, self.coords, like))
+
+    @property
+    def channel_keys(self) -> list[tuple]:
+        """Second-order requests found by the probe, e.g. ``[("lap", ("x", "y"))]``."""
+        return list(self._keys)  # type: ignore[attr-defined]
+
+    def parameters(self, like: Tensor, unknowns: Mapping[str, Tensor] | None = None) -> dict:
+        """Constants and unknowns (current values, or the initial guesses) by name."""
+        params: dict = {k: float(v) for k, v in self.constants.items()}
+        for k, v in self.unknowns.items():
+            params[k] = unknowns[k] if unknowns is not None else like.new_tensor(float(v))
+        return params
+
+    def scope(self, model: nn.Module, x: Tensor, *, engine: str = "jet",
+              channels: Channels | None = None, order: int = 2,
+              unknowns: Mapping[str, Tensor] | None = None,
+              normals: Tensor | None = None) -> Scope:
+        """Evaluate ``model`` on ``x`` and wrap it as a :class:`Scope`.
+
+        ``order`` 0 computes values only, 1 adds gradients, 2 adds the problem's channels.
+        """
+        if order == 0:
+            return self.scope_of(x, model(x), unknowns=unknowns, normals=normals)
+        second = (channels if channels is not None else self.channels(x)) if order == 2 \
+            else None
+        return self.scope_of(x, compute_jet(model, x, second, engine), unknowns=unknowns,
+                             normals=normals)
+
+    def scope_of(self, x: Tensor, field: Jet | Tensor, *,
+                 unknowns: Mapping[str, Tensor] | None = None,
+                 normals: Tensor | None = None) -> Scope:
+        """The :class:`Scope` of given field values at ``x``.
+
+        Args:
+            x: ``(N, d)`` points.
+            field: a :class:`~kanpde.core.jet.Jet` whose channels are the problem's
+                (:meth:`channels`) or first-order only, or just the values ``(N, m)`` (then
+                asking for a derivative is an error).
+            unknowns, normals: as in :meth:`scope`.
+        """
+        if isinstance(field, Jet):
+            keys = self._keys if field.channels.count else []  # type: ignore[attr-defined]
+            source = JetDerivatives(self.coords, self.time, self.fields, field, keys)
+            value = field.value
+        else:
+            source, value = _NoDerivatives(self.coords, self.time), field
+        views = {f: FieldView(f, value[:, j], source) for j, f in enumerate(self.fields)}
+        return Scope(x, self.coords, views, self.parameters(x, unknowns), normals)
+
+    def residual_values(self, model: nn.Module, x: Tensor, *, engine: str = "jet",
+                        unknowns: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """``{name: (N,)}`` PDE residuals of ``model`` at interior points ``x``."""
+        s = self.scope(model, x, engine=engine, unknowns=unknowns)
+        return {k: self.residual(k, s) for k in self.residuals}
+
+    def residual(self, name: str, s: Scope) -> Tensor:
+        """Residual ``name`` on the scope ``s``: ``(N,)``. Any failure of the user's function
+        (or a wrong shape) is one :class:`~kanpde.problem.scope.ProblemError` line naming the
+        problem file and the residual."""
+        what = self.what(f"residual {name!r}")
+        return self._check_output(call_user(self.residuals[name], what, s),
+                                  s.points.shape[0], what)
+
+    def condition_values(self, condition: Condition, model: nn.Module, pts: ConditionPoints,
+                         *, engine: str = "jet",
+                         unknowns: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Residual ``(n,)`` of one condition at its points."""
+        s = self.scope(model, pts.points, engine=engine, order=condition.order,
+                       unknowns=unknowns, normals=pts.normals)
+        out = call_user(condition.residual, self.what(self.condition_title(condition)), s)
+        if isinstance(out, FieldView):
+            out = out.value
+        return out
+
+    # ---------------------------------------------------------------- solution -------------
+
+    def solution(self, x: Tensor) -> Tensor:
+        """``(N, m)`` exact or reference solution at ``x``."""
+        if self.exact is not None:
+            what = self.what("exact solution")
+            out = call_user(self.exact, what, x)
+        else:
+            what = self.what("reference solution")
+            out = call_user(self.reference, what, x)  # type: ignore[arg-type]
+        try:
+            out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ProblemError(f"{what} returned {type(out).__name__}, expected a tensor of "
+                               f"shape ({x.shape[0]},) ({err})") from err
+        if out.ndim == 1:
+            out = out[:, None]
+        if out.shape != (x.shape[0], len(self.fields)):
+            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected "
+                               f"({x.shape[0]}, {len(self.fields)})")
+        return out
+
+    def evaluation_points(self, *, dtype: torch.dtype = torch.float64,
+                          device: torch.device | str | None = None) -> Tensor:
+        """Points for the error metrics: a grid over the bounding box (kept inside the domain)
+        when ``d <= 2``, else ``eval_points`` random interior points (fixed seed)."""
+        lo, hi = self.domain.bbox
+        d = len(self.coords)
+        if d <= 2:
+            res = self.eval_resolution or (2001 if d == 1 else 101)
+            axes = [torch.linspace(float(lo[i]), float(hi[i]), res, dtype=torch.float64)
+                    for i in range(d)]
+            grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
+            grid = grid[self.domain.inside(grid)]
+        elif self.eval_points < 1:  # an empty evaluation set (refused by solve and check)
+            grid = torch.zeros(0, d, dtype=torch.float64)
+        else:
+            grid = self.domain.sample_interior(self.eval_points,
+                                               torch.Generator().manual_seed(12345))
+        return grid.to(dtype=dtype, device=device)
+
+
+class _NoDerivatives(JetDerivatives):
+    def __init__(self, coords, time):
+        super(JetDerivatives, self).__init__(coords, time)
+
+    def derivative(self, field, coords):
+        raise ProblemError("this condition was evaluated without derivatives (order 0)")
+
+    laplacian = derivative
+
+
+class SolutionField(nn.Module):
+    """A problem's exact solution as a model, with jets by ``torch.func`` (forward over
+    reverse), so residuals and conditions of the exact solution can be checked on both
+    engines."""
+
+    def __init__(self, problem: Problem):
+        super().__init__()
+        if problem.exact is None:
+            raise ProblemError(f"problem {problem.name!r} has no exact solution")
+        self.problem = problem
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.problem.solution(x)
+
+    def jet(self, x: Tensor, second=None):
+        from torch.func import hessian, jacfwd, vmap
+
+        from kanpde.core.jet import Jet, make_channels
+
+        channels = make_channels(second, x)
+
+        def point(p: Tensor) -> Tensor:
+            return self.problem.solution(p[None])[0]  # (m,)
+
+        value = self.forward(x)
+        grad = vmap(jacfwd(point))(x).transpose(1, 2)  # (N, d, m)
+        if channels.count:
+            hess = vmap(hessian(point))(x)  # (N, m, d, d)
+            second_out = torch.einsum("rab,Njab->Nrj", channels.matrices, hess)
+        else:
+            second_out = x.new_zeros(x.shape[0], 0, value.shape[1])
+        return Jet(value, grad, second_out, channels)
