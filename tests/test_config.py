@@ -183,3 +183,35 @@ def test_diff_configs_names_dotted_keys():
     a = config_from_dict({"stages": [{"steps": 3}, {"optimizer": "lbfgs"}]}).to_dict()
     b = config_from_dict({"seed": 1, "stages": [{"steps": 4}, {"optimizer": "lbfgs"}]}).to_dict()
     assert diff_configs(a, b) == ["seed", "stages[0].steps"]
+
+
+def test_engine_names_the_method_and_kernel_the_kan_layers():
+    """The former engines "jet-torch"/"jet-triton" read as engine "jet" with that kernel, in
+    files, dicts and overrides; a contradicting kernel is refused in one line."""
+    c = config_from_dict({"engine": "jet-triton"}, source="s.toml")
+    assert (c.engine, c.kernel) == ("jet", "triton")
+    assert config_from_dict(c.to_dict()) == c
+    assert (c.derivative_engine.name, c.derivative_engine.kernel) == ("jet", "triton")
+    assert config_from_dict({}).kernel == "auto"
+    with pytest.raises(ConfigError, match=r"^s\.toml: engine: engine 'jet-torch' means kernel "
+                                          r"'torch', but kernel is 'triton'$"):
+        config_from_dict({"engine": "jet-torch", "kernel": "triton"}, source="s.toml")
+    with pytest.raises(ConfigError, match=r"^s\.toml: kernel: must be one of"):
+        config_from_dict({"kernel": "cuda"}, source="s.toml")
+    o = config_from_dict({"kernel": "triton"}).with_overrides({"engine": "jet-torch"})
+    assert (o.engine, o.kernel) == ("jet", "torch")
+    assert config_from_dict({"engine": "autograd"}).with_overrides(
+        {"engine": "jet"}).kernel == "auto"
+
+
+def test_a_checkpoint_written_with_a_former_engine_name_resumes():
+    from kanpde.training.checkpoint import check_compatible
+
+    old = config_from_dict({"name": "s"}).to_dict()
+    old.pop("kernel")
+    old["engine"] = "jet-torch"  # as a checkpoint of an earlier version stored it
+    now = config_from_dict({"name": "s", "engine": "jet", "kernel": "torch"}).to_dict()
+    check_compatible({"problem": "p", "config": old, "path": "c.pt"}, "p", now)
+    with pytest.raises(ConfigError, match=r"differs in kernel"):
+        check_compatible({"problem": "p", "config": old, "path": "c.pt"}, "p",
+                         config_from_dict({"name": "s"}).to_dict())

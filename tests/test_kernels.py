@@ -295,3 +295,24 @@ def test_kan_model_dispatches_to_kernels_and_matches_torch_path() -> None:
     model.update_grid(x)
     with pytest.raises(RuntimeError, match="not uniform"):
         compute_jet(model, x, w, engine="jet-triton")
+
+
+def test_hard_constraint_passes_the_kernel_to_its_network() -> None:
+    """``kernel="triton"`` reaches the KAN inside a hard constraint: the same jet as the
+    PyTorch path, and the same refusal on a non-uniform grid (no silent fallback)."""
+    from kanpde import KAN, compute_jet
+    from kanpde.nn.hard_constraint import HardConstraint
+
+    model = HardConstraint(KAN([2, 3, 1], grid_size=4, spline_order=3, seed=1),
+                           lambda p: (1 - p[:, 0] ** 2) * (1 - p[:, 1] ** 2))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(9, 2, generator=gen, dtype=F64) * 2 - 1
+    w = torch.eye(2, dtype=F64)[None]
+    a = compute_jet(model, x, w, engine="jet-triton")
+    b = compute_jet(model, x, w, engine="jet-torch")
+    for part in ("value", "grad", "second"):
+        ref = getattr(b, part)
+        assert float((getattr(a, part) - ref).abs().max()) <= 1e-10 * float(ref.abs().max())
+    model.model.update_grid(x)
+    with pytest.raises(RuntimeError, match="not uniform"):
+        compute_jet(model, x, w, engine="jet-triton")

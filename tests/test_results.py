@@ -368,3 +368,27 @@ def test_read_points_errors(tmp_path):
         read_points(tmp_path / "p.txt")
     with pytest.raises(ValueError, match="extension"):
         write_predictions(np.zeros((2, 1)), tmp_path / "o.txt")
+
+
+def test_atomic_writes_get_the_permissions_of_an_ordinary_file(tmp_path):
+    """Results and checkpoints are written through temporary files, yet end up with the
+    permissions ``open(path, "w")`` would give them (0o666 less the umask), not 0o600."""
+    import os
+    import stat
+
+    from kanpde.io.atomic import atomic_write_text
+    from kanpde.training.checkpoint_file import write_checkpoint
+
+    previous = os.umask(0o027)
+    try:
+        text = atomic_write_text(tmp_path / "a.txt", "x")
+        save_result(Result(summary=_summary()), tmp_path / "run")
+        ckpt = write_checkpoint(tmp_path / "run" / "checkpoint.pt", {"a": 1})
+        ckpt = write_checkpoint(ckpt, {"a": 2})
+    finally:
+        os.umask(previous)
+    for path in (text, tmp_path / "run" / "result.h5", tmp_path / "run" / "summary.json", ckpt,
+                 tmp_path / "run" / "checkpoint.prev.pt"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checkpoint.prev.pt", "checkpoint.pt", "result.h5", "summary.json"]

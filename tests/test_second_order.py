@@ -11,10 +11,11 @@ import torch
 
 from kanpde import load_problem
 from kanpde.nn.kan import KAN
+from kanpde.nn.parts import network
 from kanpde.training.config import ConfigError, StageConfig, config_from_dict
 from kanpde.training.jacobian import PATHS, Jacobian, Parameters
 from kanpde.training.loss import PinnLoss
-from kanpde.training.model import build_model, network
+from kanpde.training.model import build_model
 from kanpde.training.points import sample_points
 from kanpde.training.second_order import (
     LeastSquares,

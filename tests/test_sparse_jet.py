@@ -14,7 +14,8 @@ from torch.func import functional_call, jacfwd, jacrev, vmap
 
 from kanpde import KAN, autograd_jet
 from kanpde.core import spline
-from kanpde.core.jet import Channels, Jet, silu_derivatives
+from kanpde.core.activations import silu_derivatives
+from kanpde.core.jet import Channels, Jet
 from kanpde.kernels import cpu
 from kanpde.kernels.contract import local_contract
 from kanpde.nn.kan import KANLayer, spline_layer_jet

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from kanpde.io.aggregate import aggregate
+from kanpde.training.config import OVERRIDE_KEYS
 
 EXIT_DIVERGED = 3
 EXIT_NO_METRICS = 4
 EXIT_INTERRUPTED = 130
-OVERRIDE_KEYS = ("engine", "dtype", "device", "seed", "threads")
 
 
 def _positive_int(text: str) -> int:
@@ -354,8 +354,8 @@ def add_commands(sub: Any) -> None:
     def overrides(p: argparse.ArgumentParser) -> None:
         p.add_argument("--seed", type=int, help="override the solver's seed")
         p.add_argument("--device", help="override the solver's device (cpu, cuda, cuda:1)")
-        p.add_argument("--engine", help="override the derivative engine "
-                                        "(jet, jet-torch, jet-triton, autograd)")
+        p.add_argument("--engine", help="override the derivative engine (jet, autograd; "
+                                        "jet-torch, jet-triton: jet with that KAN kernel)")
         p.add_argument("--dtype", help="override the dtype (float64, float32)")
         p.add_argument("--threads", type=_positive_int,
                        help="CPU threads of torch (default: the solver's 'threads', else the "

@@ -1,6 +1,13 @@
 """Derivative engines: the forward jet (default) and nested autograd (the reference).
 
-Both return a :class:`~kanpde.core.jet.Jet` of the model's output field at the points: value
+The vocabulary lives here: :data:`ENGINES` names the derivative method (``"jet"``: push jets
+forward through the model's ``jet`` method; ``"autograd"``: nested reverse mode through its
+plain forward) and :data:`KERNELS` the implementation of the KAN layers inside a jet
+(``"auto"``: fused Triton kernels for CUDA tensors on uniform grids when available, else
+PyTorch; ``"torch"``; ``"triton"``). The former engine names ``"jet-torch"`` and
+``"jet-triton"`` are accepted as :data:`ENGINE_ALIASES`: engine ``"jet"`` with that kernel.
+
+Both engines return a :class:`~kanpde.core.jet.Jet` of the model's output field at the points: value
 ``(N, m)``, gradient ``(N, d, m)`` and channels ``<W_r, Hess u_j>`` ``(N, R, m)``. The
 "autograd" engine builds them with ``torch.autograd.grad(create_graph=True)`` through the
 model's plain forward, so a loss made from it can still be differentiated for training.
@@ -8,12 +15,75 @@ model's plain forward, so a loss made from it can still be differentiated for tr
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from kanpde.core.jet import Channels, Jet, make_channels
 
-ENGINES = ("jet", "jet-torch", "jet-triton", "autograd")
+ENGINES = ("jet", "autograd")
+"""Derivative methods."""
+KERNELS = ("auto", "torch", "triton")
+"""Implementations of a KAN layer's jet."""
+ENGINE_ALIASES = {"jet-torch": "torch", "jet-triton": "triton"}
+"""Former engine names: engine ``"jet"`` with this kernel."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A derivative method and the KAN layer implementation it uses.
+
+    Attributes:
+        name: one of :data:`ENGINES`.
+        kernel: one of :data:`KERNELS` (used by models whose ``jet`` takes ``kernel``).
+    """
+
+    name: str = "jet"
+    kernel: str = "auto"
+
+
+def resolve_engine(engine: str | Engine, kernel: str = "auto") -> Engine:
+    """The :class:`Engine` that ``engine`` names (an alias sets the kernel).
+
+    Raises:
+        ValueError: an unknown engine or kernel, or an alias whose kernel contradicts
+            ``kernel``.
+    """
+    if isinstance(engine, Engine):
+        return engine
+    if engine in ENGINE_ALIASES:
+        alias = ENGINE_ALIASES[engine]
+        if kernel not in ("auto", alias):
+            raise ValueError(f"engine {engine!r} means kernel {alias!r}, but kernel is "
+                             f"{kernel!r}")
+        engine, kernel = "jet", alias
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES} (or {tuple(ENGINE_ALIASES)}), got "
+                         f"{engine!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    return Engine(engine, kernel)
+
+
+def takes_kernel(jet: Callable[..., Jet]) -> bool:
+    """Whether a ``jet`` method accepts ``kernel=`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(jet).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "kernel" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def model_jet(model: nn.Module, x: Tensor, second: Tensor | Channels | None = None,
+              kernel: str = "auto") -> Jet:
+    """``model.jet(x, second=second)``, with ``kernel=`` when it is not ``"auto"`` and the
+    model's ``jet`` takes it (an MLP has no KAN layers and ignores the kernel)."""
+    if kernel != "auto" and takes_kernel(model.jet):
+        return model.jet(x, second=second, kernel=kernel)
+    return model.jet(x, second=second)
 
 
 def autograd_jet(model: nn.Module, x: Tensor, second: Tensor | Channels | None = None) -> Jet:
@@ -57,20 +127,16 @@ def _grad(out: Tensor, x: Tensor) -> Tensor:
 
 
 def compute_jet(model: nn.Module, x: Tensor, second: Tensor | Channels | None = None,
-                engine: str = "jet") -> Jet:
+                engine: str | Engine = "jet") -> Jet:
     """The field's jet at ``x`` by the chosen engine.
 
-    ``"jet"`` pushes jets forward (fused Triton kernels for KAN layers on CUDA when available),
-    ``"jet-torch"`` and ``"jet-triton"`` force the KAN layer implementation, ``"autograd"`` is
-    nested reverse mode (the reference).
+    Args:
+        model: ``(N, d) -> (N, m)``; the ``"jet"`` engine needs its ``jet`` method.
+        x: ``(N, d)`` points.
+        second: ``(R, d, d)`` channel matrices, or ``None``.
+        engine: an :class:`Engine`, or a name of :data:`ENGINES` or :data:`ENGINE_ALIASES`.
     """
-    if engine in ("jet-torch", "jet-triton"):
-        kernel = engine.split("-")[1]
-        if hasattr(model, "layers") and hasattr(model.layers[0], "knots"):
-            return model.jet(x, second=second, kernel=kernel)
-        return model.jet(x, second=second)
-    if engine == "jet":
-        return model.jet(x, second=second)
-    if engine == "autograd":
+    eng = resolve_engine(engine)
+    if eng.name == "autograd":
         return autograd_jet(model, x, second=second)
-    raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    return model_jet(model, x, second, eng.kernel)

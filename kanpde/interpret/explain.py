@@ -48,8 +48,8 @@ from kanpde.interpret.refit import (
 )
 from kanpde.interpret.symbolic import auto_symbolic
 from kanpde.nn.kan import KAN
+from kanpde.nn.parts import network
 from kanpde.nn.symbolic import PRIMITIVES
-from kanpde.training.model import network
 
 FINISHED = ("ok", "max_time")
 MAX_SAMPLES = 4096

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from kanpde.interpret.importance import Importance, importance
 from kanpde.nn.kan import KAN, KANLayer
-from kanpde.training.model import network, trainable_parameters
+from kanpde.nn.parts import grid_sizes, network, trainable_parameters
 
 
 def layer_parameters(layer: KANLayer) -> int:
@@ -118,7 +118,7 @@ def prune_nodes(net: KAN, keep: list[list[int]]) -> KAN:
     """
     widths = [net.widths[0]] + [len(k) for k in keep[1:]]
     kw = {"dtype": net.layers[0].knots.dtype, "device": net.layers[0].knots.device}
-    new = KAN(widths, grid_size=[layer.grid_size for layer in net.layers],
+    new = KAN(widths, grid_size=grid_sizes(net),
               spline_order=[layer.k for layer in net.layers],
               embedding=copy.deepcopy(net.embedding), **kw)
     for l_, (old_layer, new_layer) in enumerate(zip(net.layers, new.layers, strict=True)):

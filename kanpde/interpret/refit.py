@@ -18,12 +18,13 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from kanpde.core.engines import Engine
 from kanpde.nn.kan import KAN
+from kanpde.nn.parts import network
 from kanpde.training.config import SolverConfig, StageConfig
 from kanpde.training.jacobian import Jacobian, Parameters
 from kanpde.training.loss import PinnLoss
 from kanpde.training.metrics import Evaluator
-from kanpde.training.model import network
 from kanpde.training.points import TrainingPoints, sample_points
 from kanpde.training.second_order import LeastSquares, LevenbergMarquardt
 from kanpde.training.weighting import LossWeights
@@ -43,9 +44,10 @@ class ProblemLoss:
 
     def __init__(self, problem, config: SolverConfig, *,
                  weights: Mapping[str, float] | None = None,
-                 unknowns: Mapping[str, float] | None = None, engine: str | None = None,
+                 unknowns: Mapping[str, float] | None = None,
+                 engine: str | Engine | None = None,
                  dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"):
-        self.problem, self.engine = problem, engine or config.engine
+        self.problem, self.engine = problem, engine or config.derivative_engine
         res = list(problem.residuals)
         cond = [c.label(i) for i, c in enumerate(problem.conditions)]
         defaults = {c.label(i): float(c.weight) for i, c in enumerate(problem.conditions)}

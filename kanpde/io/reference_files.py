@@ -26,6 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from kanpde.io.atomic import atomic_write
 from kanpde.problem.reference import GridData, ScatteredData, as_fields
 
 _HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -75,7 +76,7 @@ def save_grid_reference(
     """Write grid data in the layout :func:`load_reference` reads (see the module docstring).
 
     Args:
-        path: target file, ``.h5``/``.hdf5``; overwritten if present.
+        path: target file, ``.h5``/``.hdf5``; replaced atomically if present.
         axes: ``d`` strictly increasing 1-D coordinate arrays (time last).
         values: ``(n_0, ..., n_{d-1}, m)`` float64 values (``(n_0, ..., n_{d-1})`` for m = 1).
         fields: the ``m`` field names.
@@ -89,16 +90,16 @@ def save_grid_reference(
     grid = GridData(axes, values, fields, method="linear")  # validates shapes
     names = ",".join(grid.fields)
     meta = dict(attrs or {})
-    with h5py.File(path, "w", track_order=True) as h5:
-        group = h5.create_group("axes")
-        for k, axis in enumerate(grid.axes):
-            group.create_dataset(str(k), data=axis, track_times=False)
-        h5.create_dataset("values", data=grid.values, track_times=False)
-        h5.attrs["fields"] = names
-        for key, value in meta.items():
-            if key != "fields":
-                h5.attrs[key] = _attr_to_hdf5(key, value)
-    return path
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w", track_order=True) as h5:
+            group = h5.create_group("axes")
+            for k, axis in enumerate(grid.axes):
+                group.create_dataset(str(k), data=axis, track_times=False)
+            h5.create_dataset("values", data=grid.values, track_times=False)
+            _write_attrs(h5, names, meta)
+
+    return atomic_write(path, write)
 
 
 def save_scattered_reference(
@@ -115,14 +116,22 @@ def save_scattered_reference(
     data = ScatteredData(points, values, fields)  # validates shapes
     names = ",".join(data.fields)
     meta = dict(attrs or {})
-    with h5py.File(path, "w", track_order=True) as h5:
-        h5.create_dataset("points", data=data.points, track_times=False)
-        h5.create_dataset("values", data=data.values, track_times=False)
-        h5.attrs["fields"] = names
-        for key, value in meta.items():
-            if key != "fields":
-                h5.attrs[key] = _attr_to_hdf5(key, value)
-    return path
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w", track_order=True) as h5:
+            h5.create_dataset("points", data=data.points, track_times=False)
+            h5.create_dataset("values", data=data.values, track_times=False)
+            _write_attrs(h5, names, meta)
+
+    return atomic_write(path, write)
+
+
+def _write_attrs(h5: h5py.File, names: str, meta: Mapping[str, Any]) -> None:
+    """The root attributes: ``fields`` and the metadata."""
+    h5.attrs["fields"] = names
+    for key, value in meta.items():
+        if key != "fields":
+            h5.attrs[key] = _attr_to_hdf5(key, value)
 
 
 def _select_fields(

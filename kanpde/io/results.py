@@ -35,8 +35,8 @@ the specification needed to rebuild it, the resolved configuration and the versi
                             name if the key contains ``/`` or ``%``)
 
 Datasets are only written for arrays that are present (``points`` etc. may be ``None``).
-The file is written to a temporary file in the same directory and moved into place with
-:func:`os.replace`, so an interrupted write never leaves a broken ``result.h5``.
+Both files are written atomically (:mod:`kanpde.io.atomic`), so an interrupted write never
+leaves a broken ``result.h5``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import numpy as np
+
+from kanpde.io.atomic import atomic_write, atomic_write_text
 
 #: keys every summary has (the contract of ``summary.json``)
 SUMMARY_KEYS = (
@@ -202,18 +203,6 @@ def model_state_to_torch(result: Result) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ files ------
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then move it there."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _h5_name(key: str) -> str:
     """An HDF5-safe link name for ``key``: percent-encoded (``"loss/pde"`` ->
     ``"loss%2Fpde"``), ``"."`` and ``".."`` encoded too."""
@@ -288,8 +277,8 @@ def save_result(result: Result, out_dir: str | os.PathLike) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary_text = json.dumps(to_jsonable(result.summary, where="summary"), sort_keys=True,
                               indent=2, allow_nan=False) + "\n"
-    _atomic_write(out / RESULT_FILE, lambda p: _write_h5(result, p))
-    _atomic_write(out / SUMMARY_FILE, lambda p: p.write_text(summary_text, encoding="utf-8"))
+    atomic_write(out / RESULT_FILE, lambda p: _write_h5(result, p))
+    atomic_write_text(out / SUMMARY_FILE, summary_text)
 
 
 def _result_path(out_dir: str | os.PathLike) -> Path:

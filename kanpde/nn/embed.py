@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde.core.jet import Jet, cos_derivatives, sin_derivatives
+from kanpde.core.activations import cos_derivatives, sin_derivatives
+from kanpde.core.jet import Jet
 
 
 class AffineMap(nn.Module):

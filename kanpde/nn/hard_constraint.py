@@ -4,19 +4,18 @@
 function) vanishes where it holds, so the constrained field satisfies the constraint exactly
 for every network ``N``. ``g`` and ``D`` are fixed analytic functions; their jets come from
 nested autograd (they have no parameters), the network's from the network's own ``jet``,
-combined by the product rule. Keyword arguments of ``jet`` (e.g. ``kernel``) are passed to
-the network.
+combined by the product rule. The KAN layer implementation (``kernel``) is passed to the
+network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from kanpde.core.engines import autograd_jet
+from kanpde.core.engines import autograd_jet, model_jet
 from kanpde.core.jet import Channels, Jet, make_channels
 
 FieldFn = Callable[[Tensor], Tensor]
@@ -68,10 +67,12 @@ class HardConstraint(nn.Module):
             out = out + self.particular(x)
         return out
 
-    def jet(self, x: Tensor, second: Tensor | Channels | None = None, **kwargs: Any) -> Jet:
-        """The constrained field's jet: the network's (with ``kwargs``) by the product rule."""
+    def jet(self, x: Tensor, second: Tensor | Channels | None = None,
+            kernel: str = "auto") -> Jet:
+        """The constrained field's jet by the product rule; ``kernel`` goes to the network
+        (:func:`kanpde.core.engines.model_jet`)."""
         channels = make_channels(second, x)
-        net = self.model.jet(x, second=channels, **kwargs)
+        net = model_jet(self.model, x, channels, kernel)
         out = _detached(autograd_jet(self.distance, x, channels)) * net
         if self.particular is not None:
             out = out + _detached(autograd_jet(self.particular, x, channels))

@@ -35,12 +35,12 @@ import torch
 from torch import Tensor, nn
 
 from kanpde.core import spline
-from kanpde.core.jet import Channels, Jet, make_channels, silu_derivatives
+from kanpde.core.activations import silu_derivatives
+from kanpde.core.engines import KERNELS
+from kanpde.core.jet import Channels, Jet, make_channels
 from kanpde.nn.common import check_points, check_widths
 from kanpde.nn.kan_jet import layer_jet
 from kanpde.nn.symbolic import edge_triple, primitive
-
-KERNELS = ("auto", "torch", "triton")
 
 
 def spline_layer_jet(

@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.func import jvp, vjp, vmap
 
 from kanpde.core import spline
-from kanpde.core.jet import silu_derivatives
+from kanpde.core.activations import silu_derivatives
 from kanpde.kernels import cpu
 from kanpde.kernels.contract import has_storage, local_contract
 

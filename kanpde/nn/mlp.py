@@ -12,15 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde.core.jet import ACTIVATIONS, Channels, Jet, make_channels
+from kanpde.core.activations import ACTIVATION_VALUES, ACTIVATIONS
+from kanpde.core.jet import Channels, Jet, make_channels
 from kanpde.nn.common import check_points, check_widths
-
-ACTIVATION_VALUES = {
-    "tanh": torch.tanh,
-    "sin": torch.sin,
-    "silu": nn.functional.silu,
-    "gelu": nn.functional.gelu,
-}
 
 
 class MLP(nn.Module):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-Triple = tuple[Tensor, Tensor, Tensor]
+from kanpde.core.activations import Triple, cos_derivatives, sin_derivatives, tanh_derivatives
 
 
 def _poly(n: int) -> Callable[[Tensor], Triple]:
@@ -59,22 +59,6 @@ def _exp(z: Tensor) -> Triple:
 def _log(z: Tensor) -> Triple:
     r = 1.0 / z
     return torch.log(z), r, -r * r
-
-
-def _sin(z: Tensor) -> Triple:
-    s = torch.sin(z)
-    return s, torch.cos(z), -s
-
-
-def _cos(z: Tensor) -> Triple:
-    c = torch.cos(z)
-    return c, -torch.sin(z), -c
-
-
-def _tanh(z: Tensor) -> Triple:
-    t = torch.tanh(z)
-    dt = 1.0 - t * t
-    return t, dt, -2.0 * t * dt
 
 
 def _abs(z: Tensor) -> Triple:
@@ -147,8 +131,8 @@ PRIMITIVES: dict[str, Primitive] = {p.name: p for p in (
     Primitive("0", _zero, np.zeros_like, 0),
     Primitive("x", _identity, lambda z: z, 1),
     Primitive("x^2", _poly(2), np.square, 2),
-    Primitive("sin", _sin, np.sin, 2),
-    Primitive("cos", _cos, np.cos, 2),
+    Primitive("sin", sin_derivatives, np.sin, 2),
+    Primitive("cos", cos_derivatives, np.cos, 2),
     Primitive("exp", _exp, np.exp, 2),
     Primitive("x^3", _poly(3), lambda z: z**3, 3),
     Primitive("x^4", _poly(4), lambda z: z**4, 3),
@@ -156,7 +140,7 @@ PRIMITIVES: dict[str, Primitive] = {p.name: p for p in (
     Primitive("sqrt", _sqrt, np.sqrt, 3, _positive),
     Primitive("log", _log, np.log, 3, _positive),
     Primitive("abs", _abs, np.abs, 3),
-    Primitive("tanh", _tanh, np.tanh, 3),
+    Primitive("tanh", tanh_derivatives, np.tanh, 3),
     Primitive("gaussian", _gaussian, lambda z: np.exp(-z * z), 3),
 )}
 """The library, simplest first."""

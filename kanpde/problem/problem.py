@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from kanpde.core.engines import compute_jet
+from kanpde.core.engines import Engine, compute_jet
 from kanpde.core.jet import Channels, Jet, channel_matrices
 from kanpde.problem.conditions import Condition, ConditionPoints
 from kanpde.problem.scope import DerivativeRecorder, FieldView, JetDerivatives, ProblemError, Scope
@@ -196,7 +196,7 @@ class Problem:
             params[k] = unknowns[k] if unknowns is not None else like.new_tensor(float(v))
         return params
 
-    def scope(self, model: nn.Module, x: Tensor, *, engine: str = "jet",
+    def scope(self, model: nn.Module, x: Tensor, *, engine: str | Engine = "jet",
               channels: Channels | None = None, order: int = 2,
               unknowns: Mapping[str, Tensor] | None = None,
               normals: Tensor | None = None) -> Scope:
@@ -232,7 +232,7 @@ class Problem:
         views = {f: FieldView(f, value[:, j], source) for j, f in enumerate(self.fields)}
         return Scope(x, self.coords, views, self.parameters(x, unknowns), normals)
 
-    def residual_values(self, model: nn.Module, x: Tensor, *, engine: str = "jet",
+    def residual_values(self, model: nn.Module, x: Tensor, *, engine: str | Engine = "jet",
                         unknowns: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """``{name: (N,)}`` PDE residuals of ``model`` at interior points ``x``."""
         s = self.scope(model, x, engine=engine, unknowns=unknowns)
@@ -247,7 +247,7 @@ class Problem:
                                   s.points.shape[0], what)
 
     def condition_values(self, condition: Condition, model: nn.Module, pts: ConditionPoints,
-                         *, engine: str = "jet",
+                         *, engine: str | Engine = "jet",
                          unknowns: Mapping[str, Tensor] | None = None) -> Tensor:
         """Residual ``(n,)`` of one condition at its points."""
         s = self.scope(model, pts.points, engine=engine, order=condition.order,

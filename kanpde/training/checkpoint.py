@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from kanpde.nn.parts import grid_sizes
 from kanpde.training.checkpoint_file import check_complete, read_checkpoint, write_checkpoint
-from kanpde.training.config import ConfigError, diff_configs
-from kanpde.training.model import network
+from kanpde.training.config import ConfigError, config_from_dict, diff_configs
 from kanpde.training.points import TrainingPoints
 
 FILENAME = "checkpoint.pt"
@@ -97,7 +97,8 @@ def check_compatible(data: Mapping[str, Any], problem_name: str,
         raise ConfigError(f"resume: {path} is from problem {data['problem']!r} "
                           f"(solver {data['config'].get('name')!r}), not problem "
                           f"{problem_name!r}")
-    diff = diff_configs(data["config"], config)
+    then = config_from_dict(data["config"], source=f"{path}: config").to_dict()  # canonical
+    diff = diff_configs(then, config)
     if diff:
         shown = ", ".join(diff[:5]) + (", ..." if len(diff) > 5 else "")
         raise ConfigError(f"resume: {path} was written with solver "
@@ -179,8 +180,7 @@ def payload(tr) -> dict[str, Any]:
         "problem_sha256": getattr(tr.problem, "source_sha256", ""),
         "model": {k: v.detach().cpu() if isinstance(v, Tensor) else v
                   for k, v in tr.model.state_dict().items()},
-        "grid_size": [layer.grid_size for layer in network(tr.model).layers]
-        if hasattr(network(tr.model), "layers") else None,
+        "grid_size": grid_sizes(tr.model),
         "optimizer": None if tr.optimizer is None else tr.optimizer.state_dict(),
         "stage": tr.stage, "step_in_stage": tr.step_in_stage,
         "global_step": tr.global_step, "events_done": tr.events_done,

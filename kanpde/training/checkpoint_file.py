@@ -5,12 +5,12 @@ Layout of ``checkpoint.pt``::
     KANPDE-CHECKPOINT 2 sha256=<64 hex digits>\\n     (header, ASCII)
     <the payload as written by torch.save>           (the digest is of these bytes)
 
-:func:`write_checkpoint` writes a temporary file in the same directory, syncs it, keeps the
-checkpoint it replaces as ``checkpoint.prev.pt`` (a hard link where the file system has
-them, else a copy) and moves the new file into place with :func:`os.replace`, so at every
-moment ``checkpoint.pt`` is a complete file. :func:`read_checkpoint` verifies the digest
-before unpickling, so a file whose bytes changed (a torn copy, a bad disk, an edit) is
-refused with one line that names it and says whether the previous generation is intact.
+:func:`write_checkpoint` writes a temporary file in the same directory, syncs it
+(:mod:`kanpde.io.atomic`), keeps the checkpoint it replaces as ``checkpoint.prev.pt`` (a hard link
+where the file system has them, else a copy) and moves the new file into place with
+:func:`os.replace`, so at every moment ``checkpoint.pt`` is a complete file. :func:`read_checkpoint`
+verifies the digest before unpickling, so a file whose bytes changed (a torn copy, a bad disk, an
+edit) is refused with one line that names it and says whether the previous generation is intact.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import io
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kanpde.io.atomic import atomic_write
 from kanpde.training.config import ConfigError
 
 MAGIC = b"KANPDE-CHECKPOINT 2 sha256="
@@ -55,39 +55,27 @@ def write_checkpoint(path: str | Path, data: Mapping[str, Any]) -> Path:
     torch.save(dict(data), buffer)
     body = buffer.getvalue()
     header = MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header)
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
+
+    def keep_previous() -> None:
         if path.is_file():
             _keep_previous(path)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, lambda tmp: tmp.write_bytes(header + body), sync=True,
+                 before_replace=keep_previous, prefix=".checkpoint-")
     return path
 
 
 def _keep_previous(path: Path) -> None:
     """Make :func:`previous_path` a copy of ``path`` (``path`` itself stays in place)."""
-    prev = previous_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-prev-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
+
+    def link(tmp: Path) -> None:
+        tmp.unlink()
         try:
             os.link(path, tmp)
         except OSError:  # no hard links here
             shutil.copy2(path, tmp)
-        os.replace(tmp, prev)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(previous_path(path), link, prefix=".checkpoint-prev-")
 
 
 def verify_checkpoint(path: str | Path) -> bytes:

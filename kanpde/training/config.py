@@ -5,7 +5,8 @@ grid schedule, loss weighting, dtype); the problem file describes *what* to solv
 section and key has a default, so an empty file is a valid (small KAN) solver::
 
     name = "kan_default"            # defaults to the file name
-    engine = "jet"                  # "jet" | "jet-torch" | "jet-triton" | "autograd"
+    engine = "jet"                  # derivatives: "jet" | "autograd"
+    kernel = "auto"                 # KAN layers in a jet: "auto" | "torch" | "triton"
     dtype = "float64"               # "float64" | "float32"
     device = "cpu"                  # "cpu" | "cuda" | "cuda:N"
     seed = 0
@@ -21,6 +22,11 @@ section and key has a default, so an empty file is a valid (small KAN) solver::
     optimizer = "adam"
     steps = 500
     lr = 1e-2
+
+The vocabularies come from their owners: engines and kernels from :mod:`kanpde.core.engines`
+(the former engine names ``"jet-torch"`` and ``"jet-triton"`` are read as ``engine = "jet"``
+with that kernel), dtypes from :mod:`kanpde.core.dtypes`, activations from
+:mod:`kanpde.core.activations`, samplers from :mod:`kanpde.problem.sampling`.
 
 Unknown keys and bad values raise :class:`ConfigError` with one line naming the source, the
 dotted key and the fault, e.g. ``solvers/x.toml: stages[0].lr: must be > 0, got -1``.
@@ -38,18 +44,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("jet", "jet-torch", "jet-triton", "autograd")
-DTYPES = ("float64", "float32")
+from kanpde.core.activations import ACTIVATIONS
+from kanpde.core.dtypes import DTYPES
+from kanpde.core.engines import ENGINE_ALIASES, ENGINES, KERNELS, Engine, resolve_engine
+from kanpde.problem.sampling import SAMPLERS
+from kanpde.training.jacobian import PATHS as JACOBIAN_PATHS
+
 MODEL_KINDS = ("kan", "mlp")
-ACTIVATIONS = ("tanh", "sin", "silu", "gelu")
 EMBEDDINGS = ("none", "fourier", "periodic")
-SAMPLING_METHODS = ("uniform", "lhs", "sobol", "halton", "grid")
 ADAPTIVE = ("none", "rad", "rar-d")
 OPTIMIZERS = ("adam", "lbfgs", "lm", "gauss_newton")
 TIME_CLOCKS = ("wall", "cpu")
 SECOND_ORDER = ("lm", "gauss_newton")
 DAMPING_SCALINGS = ("diag", "identity")
-JACOBIAN_PATHS = ("auto", "vmap", "reverse", "loop")
 SCHEDULES = ("constant", "exponential", "cosine")
 WEIGHTINGS = ("fixed", "gradnorm")
 SCALINGS = ("strong", "weak")
@@ -222,7 +229,7 @@ class ModelConfig(_Section):
     spline_order: int = _opt(3, _int(1))
     grid_range: tuple[float, float] = _opt((-1.0, 1.0), _range)
     noise_scale: float = _opt(0.5, _float(ge=0.0))
-    activation: str = _opt("tanh", _choice(ACTIVATIONS))
+    activation: str = _opt("tanh", _choice(tuple(ACTIVATIONS)))
     embedding: str = _opt("none", _choice(EMBEDDINGS))
     fourier_features: int = _opt(16, _int(1))
     fourier_sigma: float = _opt(1.0, _float(gt=0.0))
@@ -251,7 +258,7 @@ class SamplingConfig(_Section):
     interior: int = _opt(1000, _int(1))
     boundary: int = _opt(100, _int(1))
     initial: int | None = _opt(None, _optional(_int(1)))
-    method: str = _opt("uniform", _choice(SAMPLING_METHODS))
+    method: str = _opt("uniform", _choice(SAMPLERS))
     resample_every: int = _opt(0, _int(0))
     adaptive: str = _opt("none", _choice(ADAPTIVE))
     adaptive_every: int = _opt(0, _int(0))
@@ -438,7 +445,9 @@ class SolverConfig:
 
     Attributes:
         name: solver name (the file name by default).
-        engine: derivative engine.
+        engine: derivative method, ``"jet"`` or ``"autograd"``.
+        kernel: KAN layer implementation inside a jet: ``"auto"``, ``"torch"`` or
+            ``"triton"``.
         dtype: ``"float64"`` or ``"float32"``.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (checked when solving).
         seed: seed of the model initialisation and of the point generator.
@@ -453,8 +462,9 @@ class SolverConfig:
     """
 
     name: str = _opt("solver", _str)
-    engine: str = _opt("jet", _choice(ENGINES))
-    dtype: str = _opt("float64", _choice(DTYPES))
+    engine: str = _opt("jet", _choice((*ENGINES, *ENGINE_ALIASES)))
+    kernel: str = _opt("auto", _choice(KERNELS))
+    dtype: str = _opt("float64", _choice(tuple(DTYPES)))
     device: str = _opt("cpu", _device)
     seed: int = _opt(0, _int(0))
     max_time_s: float | None = _opt(None, _optional(_float(gt=0.0)))
@@ -476,24 +486,35 @@ class SolverConfig:
         """Plain nested dict (lists, tables, no ``None``) that round-trips."""
         return _to_dict(self)
 
+    @property
+    def derivative_engine(self) -> Engine:
+        """The derivative method and KAN layer implementation (``engine``, ``kernel``)."""
+        return Engine(self.engine, self.kernel)
+
     def with_overrides(self, overrides: Mapping[str, Any] | None,
                        source: str = "overrides") -> SolverConfig:
-        """A copy with top-level ``engine``/``dtype``/``device``/``seed``/``threads`` replaced.
+        """A copy with top-level keys of :data:`OVERRIDE_KEYS` replaced (``None`` values are
+        ignored; an engine alias such as ``"jet-triton"`` also sets the kernel).
 
         Raises:
             ConfigError: unknown key or bad value (naming ``source``).
         """
         if not overrides:
             return self
-        allowed = ("engine", "dtype", "device", "seed", "threads")
         d = self.to_dict()
         for key, value in overrides.items():
-            if key not in allowed:
+            if key not in OVERRIDE_KEYS:
                 raise ConfigError(f"{source}: {key}: unknown override (allowed: "
-                                  f"{', '.join(allowed)})")
+                                  f"{', '.join(OVERRIDE_KEYS)})")
             if value is not None:
                 d[key] = value
+        if overrides.get("engine") in ENGINE_ALIASES and overrides.get("kernel") is None:
+            d.pop("kernel", None)
         return dataclasses.replace(config_from_dict(d, source=source), source=self.source)
+
+
+OVERRIDE_KEYS = ("engine", "kernel", "dtype", "device", "seed", "threads")
+"""Top-level keys a command line or a caller may replace (:meth:`SolverConfig.with_overrides`)."""
 
 
 _SECTIONS = {"regularization": RegularizationConfig,
@@ -554,6 +575,12 @@ def config_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> SolverConf
         raise ConfigError(f"{source}: top level: must be a table, got {_describe(d)}")
     top = {k: v for k, v in d.items() if k not in _SECTIONS and k != "stages"}
     kwargs: dict[str, Any] = _parse_section(SolverConfig, top, "", source)
+    if kwargs.get("engine") in ENGINE_ALIASES:  # a former engine name: jet with that kernel
+        try:
+            eng = resolve_engine(kwargs["engine"], kwargs.get("kernel", "auto"))
+        except ValueError as err:
+            raise ConfigError(f"{source}: engine: {err}") from None
+        kwargs["engine"], kwargs["kernel"] = eng.name, eng.kernel
     for name, cls in _SECTIONS.items():
         if name in d:
             kwargs[name] = cls(**_parse_section(cls, d[name], name, source))

@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from kanpde.core.engines import Engine
+
 FACTOR = 1e8
 DIVERGED_REASON = (f"non-finite loss, or a loss over {FACTOR:.0e} times the stage's best, "
                    "3 times in a row")
@@ -118,7 +120,7 @@ def _describe(name: str, r: Tensor, x: Tensor, coords: Sequence[str]) -> str | N
     return f"{name} is {kind} at {n_bad} of {bad.shape[0]} points (e.g. {where})"
 
 
-def nonfinite_terms(problem, model, points, *, engine: str = "jet",
+def nonfinite_terms(problem, model, points, *, engine: str | Engine = "jet",
                     unknowns: Mapping[str, Tensor] | None = None) -> list[str]:
     """One line per residual or condition that is not finite at the training points.
 
@@ -158,7 +160,7 @@ def explain_divergence(trainer) -> str:
     """Why ``trainer``'s run ended as ``"diverged"`` (one line)."""
     with torch.enable_grad():
         found = nonfinite_terms(trainer.problem, trainer.model, trainer.points,
-                                engine=trainer.config.engine,
+                                engine=trainer.config.derivative_engine,
                                 unknowns=trainer.unknowns or None)
     when = "before the first step" if trainer.global_step == 0 else \
         f"at step {trainer.global_step}"

@@ -38,11 +38,13 @@ once with their graph; ``J^T u`` is one reverse pass, ``J v`` the reverse pass o
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from kanpde.training.loss import RowBlock
+if TYPE_CHECKING:
+    from kanpde.training.loss import RowBlock
 
 PATHS = ("auto", "vmap", "reverse", "loop")
 #: points per chunk by path when ``chunk_size = 0``

@@ -141,7 +141,8 @@ def check_dense_limit(problem, config, n_unknowns: int = 0) -> None:
     Raises:
         ConfigError: one line naming the stage, the count and suggesting ``gauss_newton``.
     """
-    from kanpde.training.model import build_model, trainable_parameters
+    from kanpde.nn.parts import trainable_parameters
+    from kanpde.training.model import build_model
 
     grid, counts = config.model.grid_size, {}
     for i, st in enumerate(config.stages):

@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from kanpde.core.engines import Engine
+from kanpde.nn.parts import network
 from kanpde.training.config import RegularizationConfig, WeightingConfig
-from kanpde.training.model import network
 from kanpde.training.points import TrainingPoints
 from kanpde.training.sharding import SINGLE_PROCESS, Sharding
 from kanpde.training.weighting import LossWeights, causal_terms, time_bins
@@ -116,7 +117,7 @@ class PinnLoss:
     """
 
     def __init__(self, problem, weights: LossWeights, *, weighting: WeightingConfig,
-                 regularization: RegularizationConfig, engine: str = "jet",
+                 regularization: RegularizationConfig, engine: str | Engine = "jet",
                  sharding: Sharding = SINGLE_PROCESS,
                  unknowns: Mapping[str, Tensor] | None = None):
         self.problem, self.weights, self.engine = problem, weights, engine

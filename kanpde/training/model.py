@@ -32,21 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from kanpde.core.dtypes import as_dtype, dtype_name
 from kanpde.nn import KAN, MLP, AffineMap, Chain, FourierFeatures, PeriodicEmbedding
 from kanpde.nn.hard_constraint import HardConstraint
+from kanpde.nn.parts import grid_sizes, network
 from kanpde.problem.usercode import user_function
 from kanpde.training.config import ConfigError, ModelConfig, config_from_dict
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """``"float64"``/``"float32"`` or a torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -126,20 +117,6 @@ def apply_hard_constraint(net: nn.Module, spec: Any) -> nn.Module:
     raise ValueError(f"problem.hard_constraint: unsupported {type(spec).__name__}")
 
 
-def trainable_parameters(model: nn.Module) -> int:
-    """Number of scalars in the parameters that require gradients."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def network(model: nn.Module) -> nn.Module:
-    """The KAN or MLP inside a (possibly) wrapped model."""
-    seen = 0
-    while not isinstance(model, KAN | MLP) and hasattr(model, "model") and seen < 8:
-        model = model.model
-        seen += 1
-    return model
-
-
 def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torch.float64,
                 device: torch.device | str = "cpu", seed: int = 0,
                 grid_size: int | Sequence[int] | None = None) -> nn.Module:
@@ -179,13 +156,13 @@ def model_spec(model: nn.Module, problem, model_cfg: ModelConfig, dtype: torch.d
     return {
         "kind": model_cfg.kind,
         "widths": list(net.widths),
-        "grid_size": [layer.grid_size for layer in net.layers] if is_kan else None,
+        "grid_size": grid_sizes(net),
         "spline_order": model_cfg.spline_order if is_kan else None,
         "activation": None if is_kan else model_cfg.activation,
         "config_model": model_cfg.to_dict(),
         "in_dim": len(problem.coords),
         "out_dim": len(problem.fields),
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype_name(dtype),
         "seed": seed,
         "hard_constraint": problem.hard_constraint is not None,
     }

@@ -45,13 +45,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from kanpde.training.config import StageConfig, stage_option
+from kanpde.training.config import SECOND_ORDER, StageConfig, stage_option
 from kanpde.training.least_squares import LeastSquares, Linearization
 
 __all__ = ["SECOND_ORDER", "LevenbergMarquardt", "GaussNewton", "StepResult", "make_stage",
            "solve_damped", "conjugate_gradients", "LeastSquares", "Linearization"]
 
-SECOND_ORDER = ("lm", "gauss_newton")
 #: above this damping no decrease is sought any more (the stage stops)
 LAMBDA_MAX = 1e16
 #: a rejected step raises a zero damping to at least this (times ``damping_up``)

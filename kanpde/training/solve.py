@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from kanpde.io.results import Result
+from kanpde.nn.parts import grid_sizes, trainable_parameters
 from kanpde.problem.exactcheck import EMPTY_EVALUATION
 from kanpde.problem.scope import ProblemError
 from kanpde.training import checkpoint as ckpt
@@ -57,9 +58,7 @@ from kanpde.training.model import (
     build_model_from_spec,
     model_spec,
     model_state_numpy,
-    network,
     resolve_device,
-    trainable_parameters,
 )
 from kanpde.training.threads import apply_threads, current_threads
 from kanpde.training.trainer import Trainer
@@ -195,7 +194,6 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
     else:
         metrics = trainer.record_eval(h1=True)
     final_loss, final_terms = trainer.loss_value()
-    net = network(model)
     unknowns = {}
     for k, v in trainer.unknowns.items():
         value, true = float(v.detach()), problem.true_unknowns.get(k)
@@ -211,14 +209,13 @@ def _result(trainer: Trainer, problem_path: str) -> Result:
         "steps": trainer.global_step, "wall_time_s": trainer.elapsed(),
         "cpu_time_s": trainer.cpu_elapsed(),
         "final_loss": final_loss, "status": trainer.status, "engine": cfg.engine,
-        "dtype": cfg.dtype, "device": cfg.device, "seed": cfg.seed,
+        "kernel": cfg.kernel, "dtype": cfg.dtype, "device": cfg.device, "seed": cfg.seed,
         "threads": current_threads(),
         "h1_rel": None if h1 is None or math.isnan(h1) else h1,
         "h1_mse": _finite_or_none(metrics.get("h1_mse")),
         "loss_terms": final_terms, "weights": dict(trainer.weights.weights),
         "stages": trainer.stage_records, "grid_events": trainer.grid_events,
-        "grid_size": [layer.grid_size for layer in net.layers]
-        if hasattr(net, "layers") else None,
+        "grid_size": grid_sizes(model),
         "unknowns": unknowns, "nan_rollbacks": trainer.rollbacks,
         "points": trainer.points.counts(), "resumed_from": trainer.resumed_from,
     }

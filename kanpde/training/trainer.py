@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from kanpde.core.dtypes import as_dtype
+from kanpde.nn.parts import grid_sizes, network, trainable_parameters
 from kanpde.training import checkpoint as ckpt
 from kanpde.training import divergence, least_squares, second_order
 from kanpde.training.config import ConfigError, SolverConfig, StageConfig
@@ -38,13 +40,7 @@ from kanpde.training.distributed import DistributedError, point_seed, rank_devic
 from kanpde.training.distributed import context as dist_context
 from kanpde.training.loss import NonFiniteError, PinnLoss
 from kanpde.training.metrics import Evaluator
-from kanpde.training.model import (
-    as_dtype,
-    build_model,
-    network,
-    resolve_device,
-    trainable_parameters,
-)
+from kanpde.training.model import build_model, resolve_device
 from kanpde.training.optim import (
     CachedClosure,
     grads_finite,
@@ -98,7 +94,7 @@ class Trainer(DataParallel):
         self.sharding = Sharding(self.dist)
         #: the one PINN loss: terms, objective and residual vector
         self.loss = PinnLoss(problem, self.weights, weighting=config.weighting,
-                             regularization=config.regularization, engine=config.engine,
+                             regularization=config.regularization, engine=config.derivative_engine,
                              sharding=self.sharding, unknowns=self.unknowns)
         least_squares.check_dense_limit(problem, config, len(self.unknowns))
         self.second_order_columns = any(s.optimizer in second_order.SECOND_ORDER
@@ -207,7 +203,7 @@ class Trainer(DataParallel):
 
     def _residuals(self, x: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            return self.problem.residual_values(self.model, x, engine=self.config.engine,
+            return self.problem.residual_values(self.model, x, engine=self.config.derivative_engine,
                                                 unknowns=self.unknowns or None)
 
     # ----------------------------------------------------------------- state ---------------
@@ -308,7 +304,7 @@ class Trainer(DataParallel):
             after = self.loss_value()[0]
             self.grid_events.append({
                 "stage": self.stage, "step": self.global_step, "event": kind,
-                "grid_size": [layer.grid_size for layer in net.layers],
+                "grid_size": grid_sizes(net),
                 "loss_before": before, "loss_after": after})
 
     def _run_stage(self) -> None:
@@ -489,8 +485,7 @@ class Trainer(DataParallel):
             "start_step": self.global_step - self.step_in_stage,
             "steps_run": self.step_in_stage, "stopped": stopped, "reason": reason[stopped],
             "converged_at": converged_at, "lr": st.lr, "lr_scale": self.lr_scale,
-            "grid_size": [layer.grid_size for layer in net.layers]
-            if hasattr(net, "layers") else None,
+            "grid_size": grid_sizes(net),
             "wall_time_s": self.stage_elapsed(), "elapsed_s": self.elapsed(),
             "final_loss": self.loss_value()[0],
             "n_params": trainable_parameters(self.model),

@@ -29,13 +29,12 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kanpde.io.atomic import atomic_write_text
 from kanpde.training.config import SECOND_ORDER_DEFAULTS
 from kanpde.tune import space as spaces
 from kanpde.tune.validation import validation_loss, validation_points
@@ -68,15 +67,9 @@ def _source_hash(path: str | Path | None) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def _n_params(problem, config) -> int:
-    from kanpde.training.model import build_model, trainable_parameters
+    from kanpde.nn.parts import trainable_parameters
+    from kanpde.training.model import build_model
 
     grid = None
     if config.model.kind == "kan":
@@ -299,7 +292,7 @@ def write_files(study, out: Path, problem, family: str, search_space: str
     for r in rows:
         writer.writerow([("" if r[c] is None else r[c]) for c in cols]
                         + [r["params"].get(k, "") for k in knob_names])
-    _atomic_write(out / "trials.csv", buf.getvalue())
+    atomic_write_text(out / "trials.csv", buf.getvalue())
     best = _best(rows)
     if best is not None and best.get("solver"):
         solver = {**best["solver"], "name": f"{problem.name}_{family}_tuned"}
@@ -308,11 +301,11 @@ def write_files(study, out: Path, problem, family: str, search_space: str
                   f"{best['validation_loss']:.6e} on fresh points (not the error against the "
                   "solution).\n# The stages run the steps that trial ran, so `kanpde solve` "
                   "repeats its training.\n")
-        _atomic_write(out / "best.toml", header + tomli_w.dumps(solver))
+        atomic_write_text(out / "best.toml", header + tomli_w.dumps(solver))
     doc = {"problem": problem.name, "family": family, "search_space": search_space,
            "study": dict(study.user_attrs), "trials": len(rows),
            "best": None if best is None else {k: best[k] for k in best if k != "solver"}}
-    _atomic_write(out / "tune.json", json.dumps(doc, indent=1, default=str))
+    atomic_write_text(out / "tune.json", json.dumps(doc, indent=1, default=str))
     return rows
 
 

@@ -48,12 +48,12 @@ from torch import Tensor, nn
 
 from kanpde.cli.bench import common
 from kanpde.cli.bench.efficient_kan import EfficientKAN
+from kanpde.core.dtypes import DTYPES
 
 KAN_VARIANTS = ("kan-jet", "kan-autograd", "efficient-kan-autograd")
 MLP_VARIANTS = ("mlp-jet", "mlp-autograd")
 VARIANTS = KAN_VARIANTS + MLP_VARIANTS
 WORKER = "kanpde.cli.bench.derivatives:measure"
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: (numerator, quantity, grid size or None for every G, least ratio numerator / kan-jet)
 TARGETS = (
     ("efficient-kan-autograd", "time_median", 10, 40.0),

@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -90,7 +89,9 @@ from typing import Any
 import torch
 
 from kanpde.cli.bench import common
-from kanpde.cli.bench.derivatives import DTYPES, build_model, kan_param_count, training_step
+from kanpde.cli.bench.derivatives import build_model, kan_param_count, training_step
+from kanpde.core.dtypes import DTYPES
+from kanpde.io.atomic import atomic_write_text
 
 VARIANTS = ("fused", "jet-torch", "autograd", "efficient-kan-autograd")
 ENGINES = {"fused": "jet-triton", "jet-torch": "jet-torch", "autograd": "autograd",
@@ -404,10 +405,7 @@ def run_benchmark(cfg: dict[str, Any], *, json_path: str | None = None,
 
 def _write(doc: dict[str, Any], json_path: str | None, markdown_path: str | None) -> None:
     if json_path:
-        tmp = json_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
-        os.replace(tmp, json_path)
+        atomic_write_text(json_path, json.dumps(doc, indent=1))
     if markdown_path:
         with open(markdown_path, "w") as f:
             f.write(render(doc, markdown=True))
