@@ -99,8 +99,8 @@ def _job(job: dict, problem) -> dict[str, Any]:
     cb = None if job.get("stop") is None else _Stop(job["stop"], job.get("action",
                                                                        "interrupt"))
     try:
-        res = solve(problem, job["config"], out_dir=job.get("out"), resume=job.get("resume"),
-                    progress=False, callback=cb)
+        res = solve(problem, job["config"], checkpoint_dir=job.get("out"),
+                    resume=job.get("resume"), progress=False, callback=cb)
     except Exception as err:  # reported to the test, which decides
         return {"error": f"{type(err).__name__}: {err}"}
     return {"state": {k: np.array(v) for k, v in res.model_state.items()},
@@ -172,7 +172,7 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("dist")
     torch.set_num_threads(1)
     # a 1-process run stopped during Adam, to be finished by 2 processes
-    _single(KAN, out_dir=tmp / "r12", callback=_Stop(15))
+    _single(KAN, checkpoint_dir=tmp / "r12", callback=_Stop(15))
     jobs = [
         {"name": "kan", "config": KAN},
         {"name": "mlp", "config": MLP},
@@ -241,12 +241,13 @@ def test_weak_scaling_points_and_training(runs):
     assert not torch.equal(parts[0].interior, parts[1].interior)
     # reference: one process trained on the joined point sets
     tr = Trainer(problem, cfg, progress=False)
-    tr.points = type(tr.points).from_state(data["points"], dtype, torch.device("cpu"))
+    tr.state.points = type(tr.state.points).from_state(data["points"], dtype,
+                                                       torch.device("cpu"))
     tr.run()
     got = runs["weak"]
     assert "error" not in got, got["error"]
     _assert_states_close(got["state"], {k: v.numpy() if isinstance(v, torch.Tensor) else v
-                                        for k, v in tr.model.state_dict().items()})
+                                        for k, v in tr.state.model.state_dict().items()})
     # a different number of processes cannot continue a weak-scaling run
     with pytest.raises(ConfigError, match="written by 2 process"):
         solve(problem, WEAK, resume=runs["tmp"] / "weak", progress=False)
@@ -287,7 +288,8 @@ def test_a_dying_rank_stops_rank_zero_with_the_checkpoint_intact(tmp_path):
     assert "intact" in err
     data = ckpt.load_checkpoint(tmp_path / "run")
     assert data["global_step"] == 10
-    ref = _single(config_from_dict(cfg), out_dir=tmp_path / "ref", callback=_Stop(10))
+    ref = _single(config_from_dict(cfg), checkpoint_dir=tmp_path / "ref",
+                  callback=_Stop(10))
     _assert_states_close({k: v.numpy() if isinstance(v, torch.Tensor) else v
                           for k, v in data["model"].items()}, ref["state"])
 

@@ -48,7 +48,7 @@ def trained(heat):
 
 def test_residual_vector_norm_is_the_trainers_objective(trained):
     loss, terms = trained.loss_value()
-    res = trained.loss.residuals(trained.model, trained.points)
+    res = trained.loss.residuals(trained.state.model, trained.state.points)
     assert "regularization" in terms and trained.causal_min < 1.0  # both are really on
     assert float(res.rows.detach().square().sum()) == pytest.approx(loss, rel=1e-13, abs=0)
     for k, v in res.terms.items():
@@ -58,7 +58,7 @@ def test_residual_vector_norm_is_the_trainers_objective(trained):
 def test_gauss_newton_gradient_is_the_objectives_gradient(trained):
     """``2 J^T rho`` (Jacobian path, penalty rows included) equals autograd's gradient of
     the objective: the square-root rows of the penalty are exact to first order."""
-    model, pts = trained.model, trained.points
+    model, pts = trained.state.model, trained.state.points
     params = Parameters(model)
     with torch.no_grad():
         res = trained.loss.residuals(model, pts, blocks=True)
@@ -74,11 +74,11 @@ def test_refit_loss_is_the_trainers_loss(heat, trained):
     """The explain refit evaluates the run's loss: causal weights and penalty included."""
     cfg = config_from_dict(_config())
     tr = Trainer(heat, cfg, progress=False)  # points as a run first draws them
-    refit = ProblemLoss(heat, cfg, weights=dict(tr.weights.weights))
+    refit = ProblemLoss(heat, cfg, weights=dict(tr.state.weights.weights))
     assert isinstance(refit.pinn, PinnLoss)
-    model = trained.model
-    assert torch.equal(refit.points.interior, tr.points.interior)
-    expected = float(tr.loss(model, tr.points))
+    model = trained.state.model
+    assert torch.equal(refit.points.interior, tr.state.points.interior)
+    expected = float(tr.loss(model, tr.state.points))
     assert float(refit(model)) == pytest.approx(expected, rel=1e-13)
     assert float(refit.residual_vector(model).square().sum()) == pytest.approx(expected,
                                                                                rel=1e-13)
@@ -87,7 +87,7 @@ def test_refit_loss_is_the_trainers_loss(heat, trained):
 
 
 def test_frozen_scales_reproduce_the_rows(trained):
-    model, pts = trained.model, trained.points
+    model, pts = trained.state.model, trained.state.points
     with torch.no_grad():
         first = trained.loss.residuals(model, pts)
         again = trained.loss.residuals(model, pts, scales=first.scales)
@@ -98,7 +98,7 @@ def test_frozen_scales_reproduce_the_rows(trained):
 
 
 def test_single_process_sharding_is_the_identity(trained):
-    pts = trained.points
+    pts = trained.state.points
     assert SINGLE_PROCESS.local(pts) is pts
     sq = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
     assert SINGLE_PROCESS.mean(sq, 3) == sq.mean()

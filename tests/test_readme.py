@@ -99,3 +99,15 @@ def test_fair_comparison_commands_run_as_written(tmp_path: Path,
     lines = _commands("A fair comparison")
     assert [ln.split()[1] for ln in lines] == ["tune", "tune", "compare"]
     _run(lines, tmp_path, capsys)
+
+
+def test_a_model_of_ones_own_trains_as_the_readme_shows(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    block = next(b for b in _blocks("python") if "model=SineNet()" in b)
+    monkeypatch.chdir(ROOT)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102
+    result = scope["result"]
+    assert str(result.status) == "ok" and result.summary["engine"] == "jet"
+    assert result.summary["l2_rel"] < 0.1 and scope["values"].shape == (5, 1)
+    assert capsys.readouterr().out.startswith("ok jet ")

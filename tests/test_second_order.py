@@ -12,7 +12,7 @@ import torch
 from kanpde import load_problem
 from kanpde.nn.kan import KAN
 from kanpde.nn.parts import network
-from kanpde.training.config import ConfigError, StageConfig, config_from_dict
+from kanpde.training.config import ConfigError, StageConfig, config_from_dict, load_config
 from kanpde.training.jacobian import PATHS, Jacobian, Parameters
 from kanpde.training.loss import PinnLoss
 from kanpde.training.model import build_model
@@ -117,16 +117,16 @@ def test_jacobian_of_an_inverse_problem_includes_the_unknowns():
     tr = Trainer(problem, config_from_dict(_tiny("mlp", [{"optimizer": "adam", "steps": 1}],
                                                  sampling={"interior": 20, "boundary": 5})),
                  progress=False)
-    params = Parameters(tr.model, tr.unknowns)
-    assert params.tensors[-1] is tr.unknowns["kappa"]
+    params = Parameters(tr.state.model, tr.state.unknowns)
+    assert params.tensors[-1] is tr.state.unknowns["kappa"]
     with torch.no_grad():
-        res = tr.loss.residuals(tr.model, tr.points, blocks=True)
-    jac = Jacobian(tr.model, params)
+        res = tr.loss.residuals(tr.state.model, tr.state.points, blocks=True)
+    jac = Jacobian(tr.state.model, params)
     got = jac.matrix(res.blocks)
-    ref_loss = PinnLoss(problem, tr.weights, weighting=tr.config.weighting,
+    ref_loss = PinnLoss(problem, tr.state.weights, weighting=tr.config.weighting,
                         regularization=tr.config.regularization, engine="autograd",
-                        unknowns=tr.unknowns)
-    rows = ref_loss.residuals(tr.model, tr.points).rows
+                        unknowns=tr.state.unknowns)
+    rows = ref_loss.residuals(tr.state.model, tr.state.points).rows
     ref = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
         rows[i], params.tensors, retain_graph=True)]) for i in range(rows.numel())])
     assert float((got - ref).abs().max()) <= 1e-10 * float(ref.abs().max())
@@ -274,7 +274,7 @@ def test_resume_in_the_middle_of_an_lm_stage_is_the_same_run(sinsin, tmp_path):
         if info["global_step"] == 13:  # inside the first LM stage
             raise KeyboardInterrupt
 
-    part = solve(sinsin, d, out_dir=tmp_path, progress=False, callback=stop)
+    part = solve(sinsin, d, checkpoint_dir=tmp_path, progress=False, callback=stop)
     assert part.summary["status"] == "interrupted"
     from kanpde.training import checkpoint as ckpt
 
@@ -364,6 +364,6 @@ def test_two_processes_take_the_one_process_steps(tmp_path):
 def test_kan_paper_lm_reaches_mse_1e_10_on_poisson2d_paper():
     """The issue's target: MSE <= 1e-10 (about 4 CPU minutes on one thread)."""
     prob = load_problem(ROOT / "problems" / "poisson2d_paper.py")
-    r = solve(prob, ROOT / "solvers" / "kan_paper_lm.toml", progress=False)
+    r = solve(prob, load_config(ROOT / "solvers" / "kan_paper_lm.toml"), progress=False)
     s = r.summary
     assert s["status"] == "ok" and s["mse"] <= 1e-10, s["mse"]

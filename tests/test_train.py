@@ -14,8 +14,9 @@ import torch
 from kanpde import load_problem
 from kanpde.io.results import SUMMARY_KEYS
 from kanpde.nn.hard_constraint import HardConstraint
-from kanpde.training.config import ConfigError, config_from_dict
-from kanpde.training.solve import build_model, build_model_from_spec, solve
+from kanpde.training.config import ConfigError, config_from_dict, load_config
+from kanpde.training.model import build_model, build_model_from_spec
+from kanpde.training.solve import solve
 
 ROOT = Path(__file__).parent.parent
 
@@ -46,8 +47,8 @@ def tiny(kind="kan", stages=None, **sections) -> dict:
     return d
 
 
-def run(problem, d, **kw):
-    return solve(problem, config_from_dict(d), progress=False, **kw)
+def run(problem, d, overrides=None, **kw):
+    return solve(problem, config_from_dict(d).with_overrides(overrides), progress=False, **kw)
 
 
 @pytest.mark.parametrize("kind, weights, steps", [("kan", {"pde": 0.01}, 50),
@@ -206,9 +207,9 @@ def _assert_same_run(a, b):
 @pytest.mark.parametrize("stop", [7, 13])
 def test_interrupt_and_resume_reach_the_uninterrupted_result(sinsin, tmp_path, stop):
     d = _two_stage()
-    full = run(sinsin, d, out_dir=tmp_path / "full")
+    full = run(sinsin, d, checkpoint_dir=tmp_path / "full")
     assert (tmp_path / "full" / "checkpoint.pt").is_file()
-    part = run(sinsin, d, out_dir=tmp_path / "part", callback=_stop_at(stop))
+    part = run(sinsin, d, checkpoint_dir=tmp_path / "part", callback=_stop_at(stop))
     assert part.summary["status"] == "interrupted" and part.summary["steps"] == stop
     assert (tmp_path / "part" / "checkpoint.pt").is_file()
     assert not list((tmp_path / "part").glob(".checkpoint-*"))  # no temp files left
@@ -236,7 +237,7 @@ def test_interrupt_inside_an_iteration_rolls_back_to_a_consistent_state(sinsin, 
     d = _two_stage()
     full = run(sinsin, d)
     stopped = dataclasses.replace(sinsin, residuals={"pde": residual})
-    part = run(stopped, d, out_dir=tmp_path)
+    part = run(stopped, d, checkpoint_dir=tmp_path)
     assert part.summary["status"] == "interrupted"
     assert len(part.history["loss"]) == part.summary["steps"]
     resumed = run(sinsin, d, resume=tmp_path)
@@ -245,7 +246,7 @@ def test_interrupt_inside_an_iteration_rolls_back_to_a_consistent_state(sinsin, 
 
 def test_resume_rejects_other_problem_or_solver(sinsin, tmp_path):
     d = tiny("kan", [{"optimizer": "adam", "steps": 3}])
-    run(sinsin, d, out_dir=tmp_path)
+    run(sinsin, d, checkpoint_dir=tmp_path)
     other = load_problem(ROOT / "problems" / "poisson2d_paper.py")
     with pytest.raises(ConfigError, match="poisson2d_sinsin.*poisson2d_paper"):
         run(other, d, resume=tmp_path)
@@ -404,7 +405,7 @@ def test_time_caps_on_the_cpu_clock(sinsin):
 @pytest.mark.parametrize("solver", ["kan_default", "mlp_default"])
 def test_default_solvers_on_poisson2d_sinsin(solver):
     prob = load_problem(ROOT / "problems" / "poisson2d_sinsin.py")
-    r = solve(prob, ROOT / "solvers" / f"{solver}.toml", progress=False)
+    r = solve(prob, load_config(ROOT / "solvers" / f"{solver}.toml"), progress=False)
     assert r.summary["status"] == "ok" and r.summary["l2_rel"] < 1e-2
 
 
@@ -412,7 +413,6 @@ def test_default_solvers_on_poisson2d_sinsin(solver):
                                           "poisson_nd", "burgers1d"])
 def test_tiny_solvers_run_on_the_suite(problem_name):
     """The shipped tiny solvers (with a cut budget) run on problems of every kind."""
-    from kanpde.training.config import load_config
 
     prob = load_problem(ROOT / "problems" / f"{problem_name}.py")
     prob = dataclasses.replace(prob, eval_resolution=11, eval_points=200)
@@ -431,7 +431,7 @@ def test_tiny_solvers_run_on_the_suite(problem_name):
 def test_kan_paper_reaches_mse_1e_8_on_poisson2d_paper():
     """The issue's target: MSE <= 1e-8 in float64 (about 5-10 min on 2 CPU cores)."""
     prob = load_problem(ROOT / "problems" / "poisson2d_paper.py")
-    r = solve(prob, ROOT / "solvers" / "kan_paper.toml", progress=False)
+    r = solve(prob, load_config(ROOT / "solvers" / "kan_paper.toml"), progress=False)
     s = r.summary
     assert s["status"] == "ok" and s["mse"] <= 1e-8, s["mse"]
     assert [st["grid_size"] for st in s["stages"]] == [[5, 5], [10, 10], [20, 20], [40, 40]]

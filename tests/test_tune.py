@@ -71,7 +71,7 @@ def test_over_cap_configurations_are_skipped_and_failures_recorded(tmp_path, mon
     monkeypatch.setattr(train, "solve", flaky)
     problem = load_problem(SINSIN)
     res = tune(problem, "kan", 3, tmp_path / "s", time_per_trial=1.0, max_params=150,
-               search_space="tiny", problem_path=SINSIN)
+               search_space="tiny")
     states = [r["state"] for r in res.trials]
     trained = [r for r in res.trials if r["state"] != "pruned"]
     assert len(trained) == 3 and len(calls) == 3
@@ -113,20 +113,19 @@ def test_a_study_for_another_problem_is_refused_and_left_untouched(tmp_path, cap
     assert "holds a study with another problem 'poisson2d_sinsin'" in err
     assert hashlib.sha256((out / "study.db").read_bytes()).hexdigest() == before
     with pytest.raises(TuneError, match="family"):
-        tune(load_problem(SINSIN), "kan", 1, out, time_per_trial=1.0, search_space="tiny",
-             problem_path=SINSIN)
+        tune(load_problem(SINSIN), "kan", 1, out, time_per_trial=1.0, search_space="tiny")
 
 
 def test_second_order_stages_in_the_search(tmp_path):
     problem = load_problem(SINSIN)
     res = tune(problem, "mlp", 1, tmp_path / "lm", time_per_trial=2.0, search_space="tiny",
-               fixed={"second_stage": "lm"}, problem_path=SINSIN)
+               fixed={"second_stage": "lm"})
     (trial,) = res.trials
     assert trial["state"] == "complete"
     assert [s["optimizer"] for s in trial["solver"]["stages"]][-1] == "lm"
     # above the dense limit the matrix-free form takes the place of Levenberg-Marquardt
     big = tune(problem, "mlp", 1, tmp_path / "gn", time_per_trial=2.0, search_space="tiny",
-               fixed={"second_stage": "lm", "depth": 2, "width": 100}, problem_path=SINSIN)
+               fixed={"second_stage": "lm", "depth": 2, "width": 100})
     (trial,) = big.trials
     assert trial["n_params"] > 5000 and trial["state"] == "complete"
     assert trial["solver"]["stages"][-1]["optimizer"] == "gauss_newton"

@@ -74,17 +74,16 @@ def _checkpoint_config(run_dir: Path):
     return config_from_dict(data["config"], source=str(checkpoint_path(run_dir)))
 
 
-def _run_one(problem, problem_path: str, config, out: Path, *,
-             overrides: dict[str, Any], resume: bool, quiet: bool,
-             force: bool = False) -> dict[str, Any]:
+def _run_one(problem, config, out: Path, *, overrides: dict[str, Any], resume: bool,
+             quiet: bool, force: bool = False) -> dict[str, Any]:
     """Train one (problem, solver config) into ``out``; returns the summary (rank 0
-    writes)."""
+    writes). The command line's overrides replace the config's values first."""
     from kanpde.io.results import save_result
     from kanpde.training.distributed import is_main_process
     from kanpde.training.solve import solve
 
-    result = solve(problem, config, out_dir=out, resume=out if resume else None,
-                   progress=not quiet, problem_path=problem_path, overrides=overrides,
+    result = solve(problem, config.with_overrides(overrides),
+                   checkpoint_dir=out, resume=out if resume else None, progress=not quiet,
                    force=force)
     result.summary.setdefault("solver", config.name)
     if is_main_process():
@@ -130,9 +129,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     with claim(out, resume=resuming, flag=flag, active=_is_main()):
         try:
             with _processes(config, args):  # several under torchrun/srun: one run
-                summary = _run_one(problem, args.problem, config, out,
-                                   overrides=_overrides(args), resume=resuming,
-                                   quiet=args.quiet, force=args.force)
+                summary = _run_one(problem, config, out, overrides=_overrides(args),
+                                   resume=resuming, quiet=args.quiet, force=args.force)
                 if not _is_main():
                     return _status_code(summary)
         except KeyboardInterrupt:  # outside the training loop, e.g. writing the result
@@ -219,13 +217,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from kanpde.training.config import load_config
 
     problem = load_problem(args.problem)
-    names = [load_config(path).name for path in args.solvers]  # validates every file first
+    configs = [load_config(path) for path in args.solvers]  # validates every file first
+    names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ValueError(f"--solvers: solver names must differ, got {', '.join(names)}")
     out = Path(args.out)
     records = []
     code = 0
-    for path, name in zip(args.solvers, names, strict=True):
+    for config, name in zip(configs, names, strict=True):
         for seed in args.seeds:
             run_dir = out / safe_name(f"{name}-seed{seed}")
             done = run_dir / "summary.json"
@@ -236,8 +235,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 resume = (run_dir / "checkpoint.pt").is_file()
                 with claim(run_dir, resume=resume, flag="compare: run directory",
                            active=_is_main()):
-                    summary = _run_one(problem, args.problem, _solver_config(path), run_dir,
-                                       overrides=overrides, resume=resume, quiet=args.quiet)
+                    summary = _run_one(problem, config, run_dir, overrides=overrides,
+                                       resume=resume, quiet=args.quiet)
             summary.setdefault("solver", name)
             records.append({**summary, "run_dir": str(run_dir)})
             if _is_main():
@@ -312,7 +311,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from kanpde.io.points import predict_points, write_predictions
     from kanpde.io.results import load_result, model_state_to_torch
     from kanpde.io.rundir import check_output_name
-    from kanpde.training.solve import build_model_from_spec
+    from kanpde.training.model import build_model_from_spec
 
     result = load_result(args.run)
     problem = _problem_of(result, args.run)

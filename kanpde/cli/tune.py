@@ -36,8 +36,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     problem = load_problem(args.problem)
     res = tune(problem, args.family, args.trials, args.out,
                time_per_trial=args.time_per_trial, max_params=args.max_params,
-               seed=args.seed, search_space=args.space, problem_path=args.problem,
-               clock=args.clock,
+               seed=args.seed, search_space=args.space, clock=args.clock,
                log=lambda line: print(line, flush=True))
     best = res.best
     if best is None:

@@ -92,7 +92,7 @@ def load_kan_run(run_dir: str | Path):
     from kanpde.io.results import load_result, load_summary, model_state_to_torch
     from kanpde.problem import load_problem
     from kanpde.training.config import config_from_dict
-    from kanpde.training.solve import build_model_from_spec
+    from kanpde.training.model import build_model_from_spec
 
     run = Path(run_dir)
     summary = load_summary(run)

@@ -46,6 +46,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -69,13 +70,28 @@ ORDER_ATTR = "_kanpde_state_order"
 RESULT_FILE = "result.h5"
 
 
+class Status(StrEnum):
+    """How a run ended (``summary["status"]`` holds its value as a string)."""
+
+    OK = "ok"
+    """trained through all stages (or stopped by convergence tests)"""
+    DIVERGED = "diverged"
+    """three non-finite or exploding losses in a row"""
+    INTERRUPTED = "interrupted"
+    """stopped by Ctrl-C, SIGTERM or a callback; the checkpoint is written"""
+    MAX_TIME = "max_time"
+    """stopped at the run's time cap ``max_time_s``"""
+    NO_METRICS = "no_metrics"
+    """trained, but the error metrics could not be computed (e.g. a NaN exact solution)"""
+
+
 @dataclass
 class Result:
     """Everything a run produced.
 
     Attributes:
-        summary: the scalar record, at least :data:`SUMMARY_KEYS` (``status`` is ``"ok"``,
-            ``"diverged"``, ``"interrupted"`` or ``"max_time"``), plus e.g. ``h1_rel``,
+        summary: the scalar record, at least :data:`SUMMARY_KEYS` (``status`` is the value
+            of a :class:`Status`), plus e.g. ``h1_rel``,
             ``unknowns``, per-stage notes (``stages``: list of dicts with ``optimizer``,
             ``steps_planned``, ``steps_run``, ``stopped`` = ``"budget"|"converged"|...``,
             and optionally ``start_step``, the global step at which the stage began).
@@ -97,6 +113,9 @@ class Result:
         fields: field names of the columns of ``prediction`` (the problem's ``fields``);
             empty when unknown (readers then use ``u0, u1, ...``, or ``u`` for one field).
         time: name of the time coordinate, or ``None``.
+        model: the trained model itself, when the result comes from
+            :func:`kanpde.solve` in this process (not stored in ``result.h5``; a loaded
+            result rebuilds kanpde's networks from ``model_spec`` and ``model_state``).
     """
 
     summary: dict[str, Any]
@@ -112,6 +131,42 @@ class Result:
     coords: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     time: str | None = None
+    model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def status(self) -> Status | None:
+        """How the run ended (``None`` when the summary names no known status)."""
+        try:
+            return Status(self.summary.get("status"))
+        except ValueError:
+            return None
+
+    def predict(self, x: Any, *, batch_size: int | None = None) -> np.ndarray:
+        """The trained model's values ``(N, m)`` (float64) at points ``x`` ``(N, d)`` (an
+        array or a tensor; coordinates in the problem's order), in batches, without
+        gradients.
+
+        Raises:
+            ValueError: no model in memory and none can be rebuilt from the result.
+        """
+        from kanpde.io.points import predict
+
+        if self.model is None:
+            self.model = self.rebuild_model()
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        return predict(self.model, np.asarray(x, dtype=np.float64), batch_size=batch_size)
+
+    def rebuild_model(self):
+        """The trained model, rebuilt from ``model_spec`` and ``model_state``.
+
+        Raises:
+            ValueError: the spec does not describe a model kanpde can rebuild (a model of the
+                caller's own class, or one with a hard constraint: use
+                :func:`kanpde.io.run.load_run`, which has the problem).
+        """
+        raise ValueError("this result holds no model that can be rebuilt without its "
+                         "problem; load its run directory with kanpde.io.run.load_run")
 
     @property
     def error(self) -> np.ndarray | None:

@@ -156,23 +156,28 @@ def nonfinite_terms(problem, model, points, *, engine: str | Engine = "jet",
     return out
 
 
-def explain_divergence(trainer) -> str:
-    """Why ``trainer``'s run ended as ``"diverged"`` (one line)."""
+def explain_divergence(problem, model, points, *, engine: str | Engine, unknowns, step: int,
+                       lr_scale: float, rule: DivergenceRule | None = None) -> str:
+    """Why a run ended as ``"diverged"`` (one line), from the state it was rolled back to.
+
+    Args:
+        problem, model, points: the run's problem, model and point sets.
+        engine: the derivative engine.
+        unknowns: the current unknown parameters, if any.
+        step: the global step reached.
+        lr_scale: the NaN guard's learning-rate factor reached.
+        rule: the exploding-loss test (its last explosion, if any, is reported).
+    """
     with torch.enable_grad():
-        found = nonfinite_terms(trainer.problem, trainer.model, trainer.points,
-                                engine=trainer.config.derivative_engine,
-                                unknowns=trainer.unknowns or None)
-    when = "before the first step" if trainer.global_step == 0 else \
-        f"at step {trainer.global_step}"
+        found = nonfinite_terms(problem, model, points, engine=engine, unknowns=unknowns)
+    when = "before the first step" if step == 0 else f"at step {step}"
     if found:
         return f"{found[0]} {when}" + (f" (and {len(found) - 1} more term(s))"
                                        if len(found) > 1 else "")
-    rule = getattr(trainer, "divergence", None)
     if rule is not None and rule.last is not None:
         loss, best = rule.last
         return (f"the loss grew to {loss:.3g}, over {rule.factor:.0e} times its best in the "
-                f"stage ({best:.3g}), 3 times in a row after step {trainer.global_step} "
-                f"(learning rate scaled down to {trainer.lr_scale:g}); a smaller lr usually "
-                "helps")
-    return (f"non-finite loss or gradient 3 times in a row after step {trainer.global_step} "
-            f"(learning rate scaled down to {trainer.lr_scale:g})")
+                f"stage ({best:.3g}), 3 times in a row after step {step} "
+                f"(learning rate scaled down to {lr_scale:g}); a smaller lr usually helps")
+    return (f"non-finite loss or gradient 3 times in a row after step {step} "
+            f"(learning rate scaled down to {lr_scale:g})")

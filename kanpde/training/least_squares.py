@@ -6,11 +6,9 @@
 the products ``J^T (J v)`` (:class:`~kanpde.training.jacobian.Products`), summed over the
 processes of a data-parallel run; and the loss at trial parameters with the row scales
 (causal weights) frozen at the linearisation point, so that a step is judged on the
-objective it was computed for. :func:`run_iteration` runs one iteration of a
-``lm``/``gauss_newton`` stage (:mod:`kanpde.training.second_order`) inside a
-:class:`~kanpde.training.trainer.Trainer` with the contract of every stage: snapshot, NaN
-guard, history entry (with the damping and evaluation counts), evaluation, checkpoint and
-progress.
+objective it was computed for. The trainer runs the ``lm``/``gauss_newton`` stages
+(:mod:`kanpde.training.second_order`) on it; :func:`history_row` gives their history columns
+and :func:`check_dense_limit` refuses a dense stage that would not fit.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from kanpde.training.config import ConfigError, StageConfig, stage_option
+from kanpde.training.config import ConfigError, stage_option
 from kanpde.training.jacobian import Jacobian, Parameters, Products
 from kanpde.training.loss import NonFiniteError, PinnLoss
 from kanpde.training.points import TrainingPoints
@@ -134,9 +132,15 @@ class LeastSquares:
         return self.sharding.sum([local], "Gauss-Newton product all-reduce")[0]
 
 
-def check_dense_limit(problem, config, n_unknowns: int = 0) -> None:
+def check_dense_limit(problem, config, n_unknowns: int = 0, model=None) -> None:
     """Raise before training when an ``lm`` stage would form ``J^T J`` for more parameters
     than its ``max_params``.
+
+    Args:
+        problem, config: the run's.
+        n_unknowns: unknown parameters trained with the model.
+        model: a model given to the run (counted at its size; ``None``: the models of
+            ``config.model`` at each stage's grid size).
 
     Raises:
         ConfigError: one line naming the stage, the count and suggesting ``gauss_newton``.
@@ -149,10 +153,13 @@ def check_dense_limit(problem, config, n_unknowns: int = 0) -> None:
         grid = st.grid_extend if st.grid_extend is not None else grid
         if st.optimizer != "lm":
             continue
-        if grid not in counts:
-            model = build_model(problem, config.model, "float64", "cpu", config.seed,
-                                grid_size=grid if config.model.kind == "kan" else None)
+        if model is not None:
+            grid = None
             counts[grid] = trainable_parameters(model) + n_unknowns
+        elif grid not in counts:
+            built = build_model(problem, config.model, "float64", "cpu", config.seed,
+                                grid_size=grid if config.model.kind == "kan" else None)
+            counts[grid] = trainable_parameters(built) + n_unknowns
         limit = int(stage_option(st, "max_params"))
         if counts[grid] > limit:
             raise ConfigError(
@@ -172,38 +179,3 @@ def history_row(out: StepResult | None = None) -> dict[str, float]:
         return dict.fromkeys(HISTORY_COLUMNS, math.nan)
     return {"damping": out.damping, "residual_evals": out.counts["residual_evals"],
             "jacobian_evals": out.counts["jacobian_evals"], "cg_steps": out.counts["cg_steps"]}
-
-
-def run_iteration(tr, st: StageConfig) -> str:
-    """One second-order iteration of a :class:`~kanpde.training.trainer.Trainer`, with its
-    contract (snapshot, NaN guard, history entry, counters, evaluation, checkpoint,
-    progress); returns "continue", "converged" or "diverged"."""
-    tr._snap, tr._dirty = tr._snapshot(), True
-    if not all(bool(torch.isfinite(p).all()) for p in tr.params()):
-        return tr._nan_guard()
-    opt = tr.optimizer
-    params = Parameters(tr.model, tr.unknowns)
-    jac = Jacobian(tr.model, params, stage_option(st, "jacobian"),
-                   int(stage_option(st, "chunk_size")), found=opt.path,
-                   pointwise=opt.pointwise)
-    try:
-        out = opt.step(LeastSquares(tr.loss, tr.model, tr.points, params, jac))
-    except NonFiniteError:
-        return tr._nan_guard()
-    opt.path = jac.path or opt.path
-    if not tr.replaying:
-        tr.failures = 0
-    tr.replaying = False
-    tr._good = tr._snap
-    if out.stop == "gradient":  # met before a step: nothing done, nothing recorded
-        tr._dirty = False
-        return "converged"
-    tr._record(out.loss, out.terms, out.step, extra=history_row(out))
-    tr.step_in_stage += 1
-    tr.global_step += 1
-    tr._after_step()
-    tr._dirty = False
-    tr._report(out.loss)
-    if out.stop is not None and tr.step_in_stage < st.steps:
-        return "converged"
-    return "continue"

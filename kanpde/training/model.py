@@ -148,11 +148,37 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
     return apply_hard_constraint(net, problem.hard_constraint)
 
 
+def check_model(model: nn.Module, config) -> None:
+    """Refuse grid events and the sparsity penalty on a model without KAN layers.
+
+    Raises:
+        ConfigError: one line naming the stage key or ``regularization``.
+    """
+    net, src = network(model), config.source
+    for i, st in enumerate(config.stages):
+        for key, wanted, method in (("grid_extend", st.grid_extend is not None, "extend_grid"),
+                                    ("grid_update", st.grid_update, "update_grid")):
+            if wanted and not hasattr(net, method):
+                raise ConfigError(f"{src}: stages[{i}].{key}: the model "
+                                  f"({type(net).__name__}) has no grid")
+    if config.regularization.active and not isinstance(net, KAN):
+        raise ConfigError(f"{src}: regularization: the sparsity penalty acts on KAN edges; "
+                          f"the model is a {type(net).__name__}")
+
+
 def model_spec(model: nn.Module, problem, model_cfg: ModelConfig, dtype: torch.dtype,
-               seed: int) -> dict[str, Any]:
-    """What :func:`build_model_from_spec` needs to rebuild ``model`` (before its state)."""
+               seed: int, built: bool = True) -> dict[str, Any]:
+    """What :func:`build_model_from_spec` needs to rebuild ``model`` (before its state).
+
+    A model that was not built from ``model_cfg`` (``built`` false: given to the solve) is
+    described by its class only (``kind = "custom"``); it cannot be rebuilt.
+    """
     net = network(model)
     is_kan = isinstance(net, KAN)
+    if not built:
+        return {"kind": "custom", "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                "in_dim": len(problem.coords), "out_dim": len(problem.fields),
+                "dtype": dtype_name(dtype), "seed": seed, "hard_constraint": False}
     return {
         "kind": model_cfg.kind,
         "widths": list(net.widths),
@@ -180,6 +206,9 @@ def build_model_from_spec(spec: Mapping[str, Any], problem,
             entries as stored) to load.
         device: where to put it.
     """
+    if spec.get("kind") == "custom":
+        raise ValueError(f"the model of this run is a {spec.get('class', 'model')} given to "
+                         "solve(); kanpde cannot rebuild it")
     cfg = config_from_dict({"model": dict(spec["config_model"])}, source="model_spec").model
     sizes = spec.get("grid_size")
     model = build_model(problem, cfg, dtype=spec.get("dtype", "float64"), device=device,

@@ -2,8 +2,9 @@
 
 One :class:`Trainer` runs one solve: optimiser stages in sequence, grid events between them,
 resampling and residual-adaptive refinement, loss weighting, the NaN guard, evaluations and
-checkpoints. Its state is exactly what a checkpoint holds, so a resumed run continues the
-same trajectory.
+checkpoints. Everything it changes is one :class:`~kanpde.training.state.TrainState`, which a
+checkpoint saves whole, so a resumed run continues the same trajectory; data-parallel
+decisions go through its :class:`~kanpde.training.sharding.Sharding` strategy.
 
 Order of one iteration (``global_step = g``)::
 
@@ -12,19 +13,17 @@ Order of one iteration (``global_step = g``)::
     -> evaluation, resampling, adaptive refinement, checkpoint (each when due)
 
 The NaN guard: a non-finite loss or gradient, or an exploding loss (finite, but over
-``1e8`` times the stage's best; :mod:`kanpde.training.divergence`), rolls everything (model,
-optimiser, unknowns, points, generator, weights, history) back to the last iteration whose
-loss was finite, halves the learning rate (for L-BFGS also clearing its memory) and tries
-again; three failures in a row end the run with status ``"diverged"``, keeping all that came
-before. An L-BFGS iteration whose line search finds no lower loss ends its stage as
-``"no_progress"``.
+``1e8`` times the stage's best; :mod:`kanpde.training.divergence`), rolls the state back to
+the last iteration whose loss was finite, halves the learning rate (for L-BFGS also clearing
+its memory) and tries again; three failures in a row end the run with status
+``"diverged"``, keeping all that came before. An L-BFGS iteration whose line search finds no
+lower loss ends its stage as ``"no_progress"``.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,15 +31,17 @@ import torch
 from torch import Tensor, nn
 
 from kanpde.core.dtypes import as_dtype
+from kanpde.core.engines import Engine
 from kanpde.nn.parts import grid_sizes, network, trainable_parameters
-from kanpde.training import checkpoint as ckpt
 from kanpde.training import divergence, least_squares, second_order
-from kanpde.training.config import ConfigError, SolverConfig, StageConfig
+from kanpde.training.checkpoint import checkpoint_path, save_checkpoint
+from kanpde.training.config import SolverConfig, StageConfig, stage_option
 from kanpde.training.distributed import DistributedError, point_seed, rank_device
 from kanpde.training.distributed import context as dist_context
+from kanpde.training.jacobian import Jacobian, Parameters
 from kanpde.training.loss import NonFiniteError, PinnLoss
 from kanpde.training.metrics import Evaluator
-from kanpde.training.model import build_model, resolve_device
+from kanpde.training.model import build_model, check_model, resolve_device
 from kanpde.training.optim import (
     CachedClosure,
     grads_finite,
@@ -50,109 +51,88 @@ from kanpde.training.optim import (
     max_abs_grad,
     set_lr,
 )
-from kanpde.training.parallel import DataParallel
+from kanpde.training.points import TrainingPoints, sample_points
 from kanpde.training.sharding import Sharding
-from kanpde.training.weighting import LossWeights
+from kanpde.training.state import RunClock, Snapshot, TrainState
+from kanpde.training.weighting import LossWeights, check_terms
 
 MAX_FAILURES = 3
 __all__ = ["Trainer", "NonFiniteError", "MAX_FAILURES"]
 
 
-class Trainer(DataParallel):
-    """State and loop of one solve (see the module docstring).
+class Trainer:
+    """The loop of one solve over one :class:`~kanpde.training.state.TrainState` (see the
+    module docstring).
 
     Args:
         problem: the problem.
         config: the resolved solver config (overrides applied).
+        model: the model to train (``None``: built from ``config.model``); it is moved to
+            the config's dtype and device and trained in place. A model without a ``jet``
+            method is differentiated by the ``"autograd"`` engine.
         out_dir: where checkpoints go (``None``: none are written).
         progress: show a tqdm bar on stderr.
         callback: called after every step with ``{"stage", "step", "global_step", "loss",
             "model"}``; may raise ``KeyboardInterrupt`` to stop the run as Ctrl-C would.
+        clock: the run's clock (default: wall and process CPU time of this process).
     """
 
-    def __init__(self, problem, config: SolverConfig, out_dir: str | Path | None = None,
-                 progress: bool = True, callback: Callable[[dict], None] | None = None):
+    def __init__(self, problem, config: SolverConfig, *, model: nn.Module | None = None,
+                 out_dir: str | Path | None = None, progress: bool = False,
+                 callback: Callable[[dict], None] | None = None, clock: RunClock | None = None):
         self.problem, self.config = problem, config
         self.dtype, self.device = as_dtype(config.dtype), resolve_device(config.device)
         dc = config.distributed
-        #: the process group as this run sees it (one process: rank 0 of 1)
         self.dist = dist_context(dc.scaling, self.device, dc.backend, dc.timeout_s)
         self.device = rank_device(self.device, self.dist.local_rank)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.progress, self.callback = progress, callback
-        self.model = build_model(problem, config.model, self.dtype, self.device, config.seed)
-        self.unknowns = {k: nn.Parameter(torch.tensor(float(v), dtype=self.dtype,
-                                                      device=self.device))
-                         for k, v in problem.unknowns.items()}
-        self.res_names = list(problem.residuals)
-        self.cond_names = [c.label(i) for i, c in enumerate(problem.conditions)]
-        self._check_terms()
+        given = model is not None
+        if model is None:
+            model = build_model(problem, config.model, self.dtype, self.device, config.seed)
+        else:
+            model = model.to(device=self.device, dtype=self.dtype)
+        #: the derivative engine: the config's, or nested autograd for a model without jets
+        self.engine = config.derivative_engine if hasattr(model, "jet") else \
+            Engine("autograd", config.kernel)
+        unknowns = {k: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=self.device))
+                    for k, v in problem.unknowns.items()}
+        check_terms(problem, config)
+        check_model(model, config)
         defaults = {c.label(i): float(c.weight) for i, c in enumerate(problem.conditions)}
-        self.weights = LossWeights(self.res_names, self.cond_names, defaults, config.weighting)
+        weights = LossWeights(list(problem.residuals), list(defaults), defaults,
+                              config.weighting)
         if config.regularization.active:  # the KAN sparsity penalty enters with weight 1
-            self.weights.weights["regularization"] = 1.0
+            weights.weights["regularization"] = 1.0
         self.sharding = Sharding(self.dist)
         #: the one PINN loss: terms, objective and residual vector
-        self.loss = PinnLoss(problem, self.weights, weighting=config.weighting,
-                             regularization=config.regularization, engine=config.derivative_engine,
-                             sharding=self.sharding, unknowns=self.unknowns)
-        least_squares.check_dense_limit(problem, config, len(self.unknowns))
+        self.loss = PinnLoss(problem, weights, weighting=config.weighting,
+                             regularization=config.regularization, engine=self.engine,
+                             sharding=self.sharding, unknowns=unknowns)
+        least_squares.check_dense_limit(problem, config, len(unknowns),
+                                        model=model if given else None)
         self.second_order_columns = any(s.optimizer in second_order.SECOND_ORDER
                                         for s in config.stages)
         weak = self.dist.active and dc.scaling == "weak"
-        self.generator = torch.Generator().manual_seed(
+        generator = torch.Generator().manual_seed(
             point_seed(config.seed, self.dist.rank) if weak else config.seed)
-        self.points = self._draw_points()
-        self._check_world()
+        points = self._draw_points(generator)
+        self.sharding.attach(weights)
+        self.sharding.check_world(points.counts(), config.weighting.causal, config.source)
         self.evaluator = Evaluator(problem, self.dtype, self.device)
-        self.history: dict[str, list] = {}
-        self.eval_history: dict[str, list] = {}
-        self.stage = self.step_in_stage = self.global_step = 0
-        self.events_done = False
-        self.lr_scale, self.failures, self.rollbacks, self.replaying = 1.0, 0, 0, False
-        self.stage_records: list[dict] = []
-        self.grid_events: list[dict] = []
-        self.elapsed_before = self.stage_elapsed_before = 0.0
-        self.cpu_before = self.stage_cpu_before = 0.0
-        self.prev_loss: float | None = None
-        self.status = "ok"
+        #: everything the run changes (what a checkpoint holds)
+        self.state = TrainState(model, unknowns, points, generator, weights,
+                                clock=clock or RunClock())
         #: the exploding-loss test of the NaN guard (:mod:`kanpde.training.divergence`)
         self.divergence = divergence.DivergenceRule()
-        self.resumed_from: str | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
         self.closure: CachedClosure | None = None
         self._gradnorm_now = False
-        self._snap: dict | None = None
-        self._good: dict | None = None
+        self._snap: Snapshot | None = None
+        self._good: Snapshot | None = None
         self._dirty = False
-        self._t0 = time.perf_counter()
-        self._cpu0 = time.process_time()
-        self._stage_t0, self._stage_c0 = self._t0, self._cpu0
         self._last_l2 = math.nan
 
-    # ----------------------------------------------------------------- set-up checks ----
-
-    def _check_terms(self) -> None:
-        names = self.res_names + self.cond_names
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"problem {self.problem.name!r}: loss terms named twice "
-                             f"(residuals and condition labels): {', '.join(dupes)}")
-        src = self.config.source
-        for name, _ in self.config.weighting.weights:
-            if name not in names and name not in ("residuals", "conditions"):
-                raise ConfigError(f"{src}: weighting.weights.{name}: no such term in problem "
-                                  f"{self.problem.name!r} (terms: {', '.join(names)}; groups: "
-                                  "residuals, conditions)")
-        if self.config.weighting.causal and self.problem.time is None:
-            raise ConfigError(f"{src}: weighting.causal: problem {self.problem.name!r} has "
-                              "no time coordinate")
-
     # ----------------------------------------------------------------- loss ----------------
-
-    def params(self) -> list[nn.Parameter]:
-        """Model parameters, then the unknowns."""
-        return list(self.model.parameters()) + list(self.unknowns.values())
 
     @property
     def causal_min(self) -> float:
@@ -165,11 +145,13 @@ class Trainer(DataParallel):
         Raises:
             NonFiniteError: the model could not be evaluated because of non-finite values.
         """
-        for p in self.params():
+        s = self.state
+        params = s.params()
+        for p in params:
             p.grad = None
         failed = ""
         try:
-            terms = self.loss.terms(self.model, self.points)
+            terms = self.loss.terms(s.model, s.points)
         except RuntimeError as err:
             # KAN layers fed non-finite activations fail in the spline interval index
             # ("index ... is out of bounds") instead of returning NaN
@@ -182,114 +164,120 @@ class Trainer(DataParallel):
             raise NonFiniteError(failed or "non-finite values in another process")
         if self._gradnorm_now:
             self._gradnorm_now = False
-            self.weights.update_gradnorm(terms, list(self.model.parameters()))
+            s.weights.update_gradnorm(terms, list(s.model.parameters()))
             if self.dist.active:
-                self.weights.weights = self.dist.broadcast_object(self.weights.weights)
-        loss = self.weights.total(terms)
+                s.weights.weights = self.dist.broadcast_object(s.weights.weights)
+        loss = s.weights.total(terms)
         loss.backward()
         if self.dist.active:  # global loss and gradient: sums of the processes' parts
-            terms = self._reduce(terms, [p.grad for p in self.params() if p.grad is not None],
-                                 "gradient all-reduce")
-            loss = self.weights.total(terms)
+            terms = self.sharding.reduce_terms(
+                terms, [p.grad for p in params if p.grad is not None], "gradient all-reduce")
+            loss = s.weights.total(terms)
         return loss.detach(), {k: float(v.detach()) for k, v in terms.items()}
 
     def loss_value(self) -> tuple[float, dict[str, float]]:
         """Loss and terms at the current parameters, without gradients."""
+        s = self.state
         with torch.no_grad():
-            terms = self.loss.terms(self.model, self.points)
+            terms = self.loss.terms(s.model, s.points)
             if self.dist.active:
-                terms = self._reduce(terms)
-            return float(self.weights.total(terms)), {k: float(v) for k, v in terms.items()}
+                terms = self.sharding.reduce_terms(terms)
+            return float(s.weights.total(terms)), {k: float(v) for k, v in terms.items()}
 
     def _residuals(self, x: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            return self.problem.residual_values(self.model, x, engine=self.config.derivative_engine,
-                                                unknowns=self.unknowns or None)
+            return self.problem.residual_values(self.state.model, x, engine=self.engine,
+                                                unknowns=self.state.unknowns or None)
+
+    # ----------------------------------------------------------------- points --------------
+
+    def _draw_points(self, generator: torch.Generator) -> TrainingPoints:
+        """Draw the point sets (this process's own set in weak scaling) and share them."""
+        pts = sample_points(self.problem, self.config.sampling, generator, self.dtype,
+                            self.device)
+        return self.sharding.share_points(pts)
+
+    def _refine(self) -> TrainingPoints:
+        s = self.state
+        return self.sharding.refine(s.points, self.problem, self.config.sampling, s.generator,
+                                    self._residuals, s.weights.weights, self.device)
 
     # ----------------------------------------------------------------- state ---------------
 
-    def _snapshot(self) -> dict:
-        return ckpt.snapshot(self)
-
-    def _restore(self, snap: dict, keep_optimizer: bool = True) -> None:
-        ckpt.restore(self, snap, keep_optimizer)
+    def _restore(self, snap: Snapshot, keep_optimizer: bool = True) -> None:
+        if not self.state.restore(snap, keep_optimizer) and self.state.optimizer is not None:
+            self._new_optimizer()
+        if self.closure is not None:
+            self.closure.clear()
 
     def _new_optimizer(self) -> None:
-        st = self.config.stages[self.stage]
+        s = self.state
+        st = self.config.stages[s.stage]
         if st.optimizer in second_order.SECOND_ORDER:  # damping and counts, no torch state
-            old, self.closure = self.optimizer, None
-            self.optimizer = second_order.make_stage(st, self.lr_scale)
-            if isinstance(old, type(self.optimizer)):  # a rollback keeps the counts
-                self.optimizer.totals = dict(old.totals)
+            old, self.closure = s.optimizer, None
+            s.optimizer = second_order.make_stage(st, s.lr_scale)
+            if isinstance(old, type(s.optimizer)):  # a rollback keeps the counts
+                s.optimizer.totals = dict(old.totals)
             return
-        self.optimizer = make_optimizer(st, self.params(), self.lr_scale)
-        self.closure = CachedClosure(self.params(), self._evaluate) \
+        s.optimizer = make_optimizer(st, s.params(), s.lr_scale)
+        self.closure = CachedClosure(s.params(), self._evaluate) \
             if st.optimizer == "lbfgs" else None
-
-    def stage_elapsed(self) -> float:
-        """Wall time of the current stage so far, across resumes."""
-        return time.perf_counter() - self._stage_t0 + self.stage_elapsed_before
-
-    def stage_cpu(self) -> float:
-        """Process CPU time of the current stage so far, across resumes."""
-        return time.process_time() - self._stage_c0 + self.stage_cpu_before
-
-    def elapsed(self) -> float:
-        """Wall time of the run so far, across resumes."""
-        return self.elapsed_before + time.perf_counter() - self._t0
-
-    def cpu_elapsed(self) -> float:
-        """Process CPU time (user + system, all threads) of the run so far, across resumes.
-
-        Unlike wall time it hardly depends on other jobs sharing the machine; with several
-        torch threads it counts every thread's time.
-        """
-        return self.cpu_before + time.process_time() - self._cpu0
-
-    # ----------------------------------------------------------------- checkpoints ---------
 
     def save(self) -> None:
         """Write the checkpoint (no-op without ``out_dir``; only rank 0 writes)."""
-        if self.out_dir is not None:
-            extra = self._distributed_state()
-            if self.dist.is_main:
-                ckpt.save_checkpoint(self.out_dir, {**ckpt.payload(self), **extra})
+        if self.out_dir is None:
+            return
+        s = self.state
+        extra = self.sharding.state_dict(s.generator)  # collective in weak scaling
+        if self.sharding.is_main:
+            save_checkpoint(self.out_dir, {
+                "problem": self.problem.name, "config": self.config.to_dict(),
+                "problem_sha256": getattr(self.problem, "source_sha256", ""),
+                "grid_size": grid_sizes(s.model), **s.state_dict(), **extra})
 
     def load(self, data: dict) -> None:
         """Continue from a checkpoint (already checked for compatibility)."""
-        ckpt.load_state(self, data)
-        self._load_distributed(data)
+        s = self.state
+        optimizer_state = s.load_state_dict(data, self.dtype, self.device)
+        if s.events_done and s.stage < len(self.config.stages):
+            self._new_optimizer()
+            if optimizer_state is not None:
+                s.optimizer.load_state_dict(optimizer_state)
+        self.sharding.load_state_dict(data, s.generator)
 
     # ----------------------------------------------------------------- loop ----------------
 
-    def run(self) -> None:
-        """Train through all stages; ``self.status`` says how it ended."""
+    def run(self) -> TrainState:
+        """Train through all stages; the state's ``status`` says how it ended."""
         from tqdm.auto import tqdm
 
-        total = sum(s.steps for s in self.config.stages)
-        self.bar = tqdm(total=total, initial=self.global_step, file=sys.stderr,
+        s = self.state
+        total = sum(st.steps for st in self.config.stages)
+        self.bar = tqdm(total=total, initial=s.global_step, file=sys.stderr,
                         disable=not (self.progress and self.dist.is_main),
                         dynamic_ncols=True, desc=self.config.name)
         try:
-            if self.global_step == 0 and not self.eval_history:
+            if s.global_step == 0 and not s.eval_history:
                 self.record_eval()
-            while self.stage < len(self.config.stages) and self.status == "ok":
+            while s.stage < len(self.config.stages) and s.status == "ok":
                 self._run_stage()
         except KeyboardInterrupt:
             if self._dirty and self._snap is not None:
                 self._restore(self._snap)
             self._dirty = False
-            self.status = "interrupted"
+            s.status = "interrupted"
             self.save()
         except DistributedError as err:
             where = ("no checkpoint is written" if self.out_dir is None else
-                     f"the last checkpoint {ckpt.checkpoint_path(self.out_dir)} is intact")
+                     f"the last checkpoint {checkpoint_path(self.out_dir)} is intact")
             raise DistributedError(f"{err}; {where}") from err
         finally:
             self.bar.close()
+        return s
 
     def _grid_events(self, st: StageConfig) -> None:
-        net = network(self.model)
+        s = self.state
+        net = network(s.model)
         for kind in ("extend", "update"):
             if (kind == "extend" and st.grid_extend is None) or (kind == "update"
                                                                  and not st.grid_update):
@@ -299,164 +287,218 @@ class Trainer(DataParallel):
                 net.extend_grid(st.grid_extend)
             else:
                 # the global interior set (equal on every process), then rank 0's knots
-                net.update_grid(self.points.interior.detach(), grid_eps=st.grid_eps)
-                self._sync_model()
+                net.update_grid(s.points.interior.detach(), grid_eps=st.grid_eps)
+                self.sharding.sync_model(s.model)
             after = self.loss_value()[0]
-            self.grid_events.append({
-                "stage": self.stage, "step": self.global_step, "event": kind,
-                "grid_size": grid_sizes(net),
-                "loss_before": before, "loss_after": after})
+            s.grid_events.append({
+                "stage": s.stage, "step": s.global_step, "event": kind,
+                "grid_size": grid_sizes(net), "loss_before": before, "loss_after": after})
+
+    def _clock(self, st: StageConfig) -> tuple[float, float]:
+        """Stage and run times on the config's ``time_clock`` (wall or process CPU time),
+        rank 0's on every process when a time cap applies."""
+        c = self.state.clock
+        times = ((c.stage_cpu(), c.cpu_elapsed()) if self.config.time_clock == "cpu"
+                 else (c.stage_elapsed(), c.elapsed()))
+        if st.max_time_s is not None or self.config.max_time_s is not None:
+            times = self.sharding.agree(times, "time check")
+        return times
 
     def _run_stage(self) -> None:
-        st = self.config.stages[self.stage]
-        if not self.events_done:
-            self._snap, self._dirty = self._snapshot(), True
-            self.optimizer = None
+        s = self.state
+        st = self.config.stages[s.stage]
+        if not s.events_done:
+            self._snap, self._dirty = s.snapshot(), True
+            s.optimizer = None
             self._grid_events(st)
-            self.events_done = True
-            self.stage_elapsed_before = self.stage_cpu_before = 0.0
+            s.events_done = True
+            s.clock.new_stage()
             self._new_optimizer()
             self._dirty = False
-            self.dist.check_in_sync(self.params(), f"start of stage {self.stage}")
-        self._stage_t0, self._stage_c0 = time.perf_counter(), time.process_time()
+            self.dist.check_in_sync(s.params(), f"start of stage {s.stage}")
+        s.clock.resume_stage()
         self._good = None
         stopped, converged_at = "budget", None
-        while self.step_in_stage < st.steps:
+        while s.step_in_stage < st.steps:
             stage_time, run_time = self._clock(st)
             if st.max_time_s is not None and stage_time >= st.max_time_s:
                 stopped = "max_time"
                 break
             if self.config.max_time_s is not None and run_time >= self.config.max_time_s:
-                stopped = self.status = "max_time"
+                stopped = s.status = "max_time"
                 break
-            stopped = self._iteration(st)
+            stopped = self._second_order_iteration(st) \
+                if st.optimizer in second_order.SECOND_ORDER else self._iteration(st)
             if stopped != "continue":
-                converged_at = self.step_in_stage if stopped == "converged" else None
+                converged_at = s.step_in_stage if stopped == "converged" else None
                 break
             stopped = "budget"
         self._finish_stage(st, stopped, converged_at)
 
     def _iteration(self, st: StageConfig) -> str:
-        """One optimiser iteration; returns "continue", "converged", "no_progress" or
+        """One first-order iteration; returns "continue", "converged", "no_progress" or
         "diverged"."""
-        if st.optimizer in second_order.SECOND_ORDER:
-            return least_squares.run_iteration(self, st)
-        self._snap, self._dirty = self._snapshot(), True
+        s = self.state
+        self._snap, self._dirty = s.snapshot(), True
         lbfgs = st.optimizer == "lbfgs"
-        lr = learning_rate(st, self.step_in_stage, self.lr_scale)
-        set_lr(self.optimizer, lr)  # type: ignore[arg-type]
-        if not all(bool(torch.isfinite(p).all()) for p in self.params()):
+        lr = learning_rate(st, s.step_in_stage, s.lr_scale)
+        set_lr(s.optimizer, lr)
+        if not all(bool(torch.isfinite(p).all()) for p in s.params()):
             return self._nan_guard()
         try:
             if lbfgs:
                 loss_t = self.closure()  # type: ignore[misc]
                 terms = self.closure.extra  # type: ignore[union-attr]
             else:
-                self._gradnorm_now = self.weights.due(self.global_step)
+                self._gradnorm_now = s.weights.due(s.global_step)
                 loss_t, terms = self._evaluate()
         except NonFiniteError:
             return self._nan_guard()
         loss = float(loss_t)
-        if not math.isfinite(loss) or not grads_finite(self.params()) \
-                or self.divergence.exploded(loss, self.history, self.stage):
+        if not math.isfinite(loss) or not grads_finite(s.params()) \
+                or self.divergence.exploded(loss, s.history, s.stage):
             return self._nan_guard()
-        if not self.replaying:
-            self.failures = 0
-        self.replaying = False
-        self._good = self._snap
-        if lbfgs and (max_abs_grad(self.params()) <= st.tolerance_grad or (
-                self.prev_loss is not None
-                and abs(loss - self.prev_loss) < st.tolerance_change)):
+        self._accepted()
+        if lbfgs and (max_abs_grad(s.params()) <= st.tolerance_grad or (
+                s.prev_loss is not None and abs(loss - s.prev_loss) < st.tolerance_change)):
             self._dirty = False
             return "converged"
         self._record(loss, terms, lr)
         if lbfgs:
             try:
-                self.optimizer.step(self.closure)  # type: ignore[union-attr, arg-type]
+                s.optimizer.step(self.closure)
             except NonFiniteError:  # a line-search trial broke down: roll back
                 return self._nan_guard()
-            self.prev_loss = loss
+            s.prev_loss = loss
         else:
-            self.optimizer.step()  # type: ignore[union-attr]
-        self.step_in_stage += 1
-        self.global_step += 1
-        small_step = lbfgs and lbfgs_step_size(self.optimizer) <= st.tolerance_change
-        stuck = lbfgs and divergence.lbfgs_took_no_step(self.optimizer)  # type: ignore[arg-type]
-        self._after_step()
-        self._dirty = False
-        self._report(loss)
+            s.optimizer.step()
+        small_step = lbfgs and lbfgs_step_size(s.optimizer) <= st.tolerance_change
+        stuck = lbfgs and divergence.lbfgs_took_no_step(s.optimizer)
+        self._advance(loss)
         if stuck:
             return "no_progress"
-        if small_step and self.step_in_stage < st.steps:
+        if small_step and s.step_in_stage < st.steps:
             return "converged"
         return "continue"
 
+    def _second_order_iteration(self, st: StageConfig) -> str:
+        """One ``lm``/``gauss_newton`` iteration with the contract of every stage (snapshot,
+        NaN guard, history entry with the damping and evaluation counts, evaluation,
+        checkpoint, progress); returns "continue", "converged" or "diverged"."""
+        s = self.state
+        self._snap, self._dirty = s.snapshot(), True
+        if not all(bool(torch.isfinite(p).all()) for p in s.params()):
+            return self._nan_guard()
+        opt = s.optimizer
+        params = Parameters(s.model, s.unknowns)
+        jac = Jacobian(s.model, params, stage_option(st, "jacobian"),
+                       int(stage_option(st, "chunk_size")), found=opt.path,
+                       pointwise=opt.pointwise)
+        try:
+            out = opt.step(least_squares.LeastSquares(self.loss, s.model, s.points, params,
+                                                      jac))
+        except NonFiniteError:
+            return self._nan_guard()
+        opt.path = jac.path or opt.path
+        self._accepted()
+        if out.stop == "gradient":  # met before a step: nothing done, nothing recorded
+            self._dirty = False
+            return "converged"
+        self._record(out.loss, out.terms, out.step, extra=least_squares.history_row(out))
+        self._advance(out.loss)
+        if out.stop is not None and s.step_in_stage < st.steps:
+            return "converged"
+        return "continue"
+
+    def _accepted(self) -> None:
+        """The iteration's loss was finite: it counts as good."""
+        s = self.state
+        if not s.replaying:
+            s.failures = 0
+        s.replaying = False
+        self._good = self._snap
+
+    def _advance(self, loss: float) -> None:
+        """After an optimiser step: count it, then what is due after a step."""
+        s = self.state
+        s.step_in_stage += 1
+        s.global_step += 1
+        self._after_step()
+        self._dirty = False
+        self._report(loss)
+
     def _nan_guard(self) -> str:
-        self.failures += 1
-        self.rollbacks += 1
+        s = self.state
+        s.failures += 1
+        s.rollbacks += 1
         target = self._good if self._good is not None else self._snap
-        if self.failures >= MAX_FAILURES:
+        if s.failures >= MAX_FAILURES:
             self._restore(target)  # type: ignore[arg-type]
             self._dirty = False
-            self.status = "diverged"
+            s.status = "diverged"
             return "diverged"
-        self.lr_scale *= 0.5
+        s.lr_scale *= 0.5
         self._restore(target, keep_optimizer=  # type: ignore[arg-type]
-                      self.config.stages[self.stage].optimizer == "adam")
-        self.replaying = True
+                      self.config.stages[s.stage].optimizer == "adam")
+        s.replaying = True
         self._dirty = False
         return "continue"
 
     def _record(self, loss: float, terms: dict[str, float], lr: float,
                 extra: dict[str, float] | None = None) -> None:
-        h = self.history
-        row = {"step": self.global_step, "stage": self.stage, "loss": loss, "lr": lr,
-               "time_s": self.elapsed(), "cpu_s": self.cpu_elapsed()}
+        s = self.state
+        row = {"step": s.global_step, "stage": s.stage, "loss": loss, "lr": lr,
+               "time_s": s.clock.elapsed(), "cpu_s": s.clock.cpu_elapsed()}
         row.update({f"loss/{k}": v for k, v in terms.items()})
-        if self.weights.adaptive:
-            row.update({f"weight/{k}": v for k, v in self.weights.weights.items()})
+        if s.weights.adaptive:
+            row.update({f"weight/{k}": v for k, v in s.weights.weights.items()})
         if self.config.weighting.causal:
             row["causal_min_weight"] = self.causal_min
         if self.second_order_columns:  # damping and evaluation counts (NaN: first-order)
             row.update(extra or least_squares.history_row())
-        row.update({f"unknown/{k}": float(v.detach()) for k, v in self.unknowns.items()})
+        row.update({f"unknown/{k}": float(v.detach()) for k, v in s.unknowns.items()})
         for k, v in row.items():
-            h.setdefault(k, []).append(v)
+            s.history.setdefault(k, []).append(v)
 
-    def _metrics_now(self) -> dict[str, float]:
-        """``l2_rel``, ``max_abs_err``, ``mse`` at the current step: the evaluation history's
-        last row when it was taken at this step, else a new evaluation (not recorded)."""
-        ev = self.eval_history
-        if ev.get("eval_step") and ev["eval_step"][-1] == self.global_step:
+    def metrics_now(self, h1: bool = False) -> dict[str, float]:
+        """The error metrics at the current step: the evaluation history's last row when it
+        was taken at this step (a new evaluation with ``h1``, not recorded), else a new
+        evaluation that is recorded."""
+        ev, s = self.state.eval_history, self.state
+        if ev.get("eval_step") and ev["eval_step"][-1] == s.global_step:
+            if h1:
+                return self.evaluator(s.model, h1=True)
             return {k: ev[f"eval_{k}"][-1] for k in ("l2_rel", "max_abs_err", "mse")}
-        return self.evaluator(self.model, h1=False)
+        return self.record_eval(h1=h1) if h1 else self.evaluator(s.model, h1=False)
 
     def record_eval(self, h1: bool = False) -> dict[str, float]:
         """Evaluate the errors now and append them to the evaluation history (``h1_rel``
         only when ``h1``; it is not part of the history)."""
-        m = self.evaluator(self.model, h1=h1)
-        row = {"eval_step": self.global_step, "eval_time_s": self.elapsed(),
-               "eval_cpu_s": self.cpu_elapsed(),
+        s = self.state
+        m = self.evaluator(s.model, h1=h1)
+        row = {"eval_step": s.global_step, "eval_time_s": s.clock.elapsed(),
+               "eval_cpu_s": s.clock.cpu_elapsed(),
                **{f"eval_{k}": v for k, v in m.items() if k not in ("h1_rel", "h1_mse")}}
         for k, v in row.items():
-            self.eval_history.setdefault(k, []).append(v)
+            s.eval_history.setdefault(k, []).append(v)
         self._last_l2 = m["l2_rel"]
         return m
 
     def _after_step(self) -> None:
-        g, s = self.global_step, self.config.sampling
+        s, sampling = self.state, self.config.sampling
+        g = s.global_step
         every = self.config.evaluation.every
         if every and g % every == 0:
             self.record_eval()
         changed = False
-        if s.resample_every and g % s.resample_every == 0:
-            self.points = self._draw_points()
+        if sampling.resample_every and g % sampling.resample_every == 0:
+            s.points = self._draw_points(s.generator)
             changed = True
-        if s.adaptive != "none" and g % s.adaptive_every == 0:
-            self.points = self._refine()
+        if sampling.adaptive != "none" and g % sampling.adaptive_every == 0:
+            s.points = self._refine()
             changed = True
         if changed:
-            self.prev_loss = None
+            s.prev_loss = None
             if self.closure is not None:  # L-BFGS memory belongs to the old objective
                 self._new_optimizer()
         ck = self.config.checkpoint.every
@@ -464,44 +506,44 @@ class Trainer(DataParallel):
             self.save()
 
     def _report(self, loss: float) -> None:
+        s = self.state
         self.bar.update(1)
-        if self.step_in_stage % 10 == 0 or self.step_in_stage == 1:
-            self.bar.set_postfix_str(f"stage {self.stage} loss {loss:.3e} "
+        if s.step_in_stage % 10 == 0 or s.step_in_stage == 1:
+            self.bar.set_postfix_str(f"stage {s.stage} loss {loss:.3e} "
                                      f"l2 {self._last_l2:.2e}", refresh=False)
         if self.callback is not None:
-            self.callback({"stage": self.stage, "step": self.step_in_stage,
-                           "global_step": self.global_step, "loss": loss,
-                           "model": self.model})
+            self.callback({"stage": s.stage, "step": s.step_in_stage,
+                           "global_step": s.global_step, "loss": loss, "model": s.model})
 
     def _finish_stage(self, st: StageConfig, stopped: str, converged_at: int | None) -> None:
-        net = network(self.model)
+        s = self.state
         reason = {"budget": "ran all planned steps",
                   "converged": "met tolerance_grad or tolerance_change",
                   "max_time": "wall-time cap", "diverged": divergence.DIVERGED_REASON,
                   "no_progress": divergence.no_progress_reason(
-                      st.lr * self.lr_scale, self.step_in_stage)}
-        self.stage_records.append({
-            "index": self.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
-            "start_step": self.global_step - self.step_in_stage,
-            "steps_run": self.step_in_stage, "stopped": stopped, "reason": reason[stopped],
-            "converged_at": converged_at, "lr": st.lr, "lr_scale": self.lr_scale,
-            "grid_size": grid_sizes(net),
-            "wall_time_s": self.stage_elapsed(), "elapsed_s": self.elapsed(),
+                      st.lr * s.lr_scale, s.step_in_stage)}
+        s.stage_records.append({
+            "index": s.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
+            "start_step": s.global_step - s.step_in_stage,
+            "steps_run": s.step_in_stage, "stopped": stopped, "reason": reason[stopped],
+            "converged_at": converged_at, "lr": st.lr, "lr_scale": s.lr_scale,
+            "grid_size": grid_sizes(s.model),
+            "wall_time_s": s.clock.stage_elapsed(), "elapsed_s": s.clock.elapsed(),
             "final_loss": self.loss_value()[0],
-            "n_params": trainable_parameters(self.model),
-            **({"second_order": self.optimizer.record()}
+            "n_params": trainable_parameters(s.model),
+            **({"second_order": s.optimizer.record()}
                if st.optimizer in second_order.SECOND_ORDER else {}),
             # the error of the model as this stage leaves it (scaling studies read these)
-            "metrics": self._metrics_now(),
+            "metrics": self.metrics_now(),
         })
-        self.dist.check_in_sync(self.params(), f"end of stage {self.stage}")
-        if self.status in ("diverged", "max_time"):
+        self.dist.check_in_sync(s.params(), f"end of stage {s.stage}")
+        if s.status in ("diverged", "max_time"):
             self.save()
             return
-        self.stage += 1
-        self.step_in_stage = 0
-        self.events_done = False
-        self.prev_loss = None
-        self.lr_scale, self.failures = 1.0, 0
-        self.optimizer, self.closure = None, None
+        s.stage += 1
+        s.step_in_stage = 0
+        s.events_done = False
+        s.prev_loss = None
+        s.lr_scale, s.failures = 1.0, 0
+        s.optimizer, self.closure = None, None
         self.save()

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from kanpde.training.config import WeightingConfig
+from kanpde.training.config import ConfigError, WeightingConfig
 
 
 class LossWeights:
@@ -145,3 +145,32 @@ def causal_terms(squares: Mapping[str, Tensor], bins: Tensor, n_bins: int,
     n_filled = filled.sum().clamp_min(1)
     terms = {n: (w * v * filled).sum() / n_filled for n, v in per_bin.items()}
     return terms, w
+
+
+def check_terms(problem, config) -> None:
+    """Refuse loss terms named twice, weights for terms the problem does not have, and causal
+    weights without a time coordinate.
+
+    Args:
+        problem: the problem (its residual names and condition labels).
+        config: the solver config (its ``[weighting]`` section and source).
+
+    Raises:
+        ValueError: a name used twice (one line).
+        ConfigError: a bad ``weighting`` key (one line naming it).
+    """
+    res = list(problem.residuals)
+    names = res + [c.label(i) for i, c in enumerate(problem.conditions)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"problem {problem.name!r}: loss terms named twice "
+                         f"(residuals and condition labels): {', '.join(dupes)}")
+    src = config.source
+    for name, _ in config.weighting.weights:
+        if name not in names and name not in ("residuals", "conditions"):
+            raise ConfigError(f"{src}: weighting.weights.{name}: no such term in problem "
+                              f"{problem.name!r} (terms: {', '.join(names)}; groups: "
+                              "residuals, conditions)")
+    if config.weighting.causal and problem.time is None:
+        raise ConfigError(f"{src}: weighting.causal: problem {problem.name!r} has "
+                          "no time coordinate")

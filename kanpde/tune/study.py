@@ -25,7 +25,6 @@ refused and left untouched. ``OUT`` receives:
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -61,12 +60,6 @@ class TuneResult:
     interrupted: bool = False
 
 
-def _source_hash(path: str | Path | None) -> str:
-    if path is None or not Path(path).is_file():
-        return ""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def _n_params(problem, config) -> int:
     from kanpde.nn.parts import trainable_parameters
     from kanpde.training.model import build_model
@@ -94,8 +87,7 @@ def _check_study(study, identity: Mapping[str, Any], out: Path) -> None:
 
 def tune(problem, family: str, trials: int, out: str | Path, *,
          time_per_trial: float = 60.0, max_params: int | None = None, seed: int = 0,
-         search_space: str = "default", problem_path: str | Path | None = None,
-         fixed: Mapping[str, Any] | None = None, clock: str = "wall",
+         search_space: str = "default", fixed: Mapping[str, Any] | None = None, clock: str = "wall",
          log: Callable[[str], None] | None = None) -> TuneResult:
     """Search ``family``'s space on ``problem`` for ``trials`` trained trials.
 
@@ -109,7 +101,6 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         seed: seed of the sampler, of every trial's training and (offset) of the
             validation points.
         search_space: ``"default"`` or ``"tiny"`` (smoke tests).
-        problem_path: the problem file (its source hash identifies the study).
         fixed: knobs held at given values instead of searched (e.g. an architecture:
             ``{"depth": 4, "width": 100, "activation": "tanh"}``).
         clock: ``"wall"`` (wall time) or ``"cpu"`` (process CPU time: trials made while
@@ -154,7 +145,7 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=seed),
                                 load_if_exists=True)
-    identity = {"problem": problem.name, "problem_source": _source_hash(problem_path),
+    identity = {"problem": problem.name, "problem_source": problem.source_sha256[:16],
                 "family": family, "search_space": search_space, "seed": seed,
                 "time_per_trial": float(time_per_trial), "clock": clock,
                 "max_params": max_params,
@@ -209,9 +200,9 @@ class _Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from kanpde.io.results import model_state_to_torch, save_result
+        from kanpde.io.results import save_result
         from kanpde.training.config import config_from_dict
-        from kanpde.training.solve import build_model_from_spec, solve
+        from kanpde.training.solve import solve
 
         values = {**spaces.suggest(trial, self.knobs), **self.fixed}
         solver = spaces.solver(self.family, values, self.time_s, self.seed,
@@ -241,8 +232,7 @@ class _Objective:
         if s.get("status") == "interrupted":
             trial.set_user_attr("reason", "interrupted")
             raise KeyboardInterrupt
-        model = build_model_from_spec(result.model_spec, self.problem)
-        model.load_state_dict(model_state_to_torch(result))
+        model = result.model
         unknowns = {k: v["value"] for k, v in (s.get("unknowns") or {}).items()}
         try:
             loss = validation_loss(self.problem, model, self.val, unknowns)

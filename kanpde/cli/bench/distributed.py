@@ -76,14 +76,14 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     def step() -> None:
         tr._evaluate()
-        tr.optimizer.step()  # type: ignore[union-attr]
+        tr.state.optimizer.step()
 
     stats = common.time_calls(step, repeats=spec["repeats"], warmup=spec["warmup"],
                               synchronize=sync)
-    counts = tr.points.counts()
+    counts = tr.state.points.counts()
     return {"points": sum(counts.values()), "interior": counts["interior"],
-            "points_per_process": sum(tr._local_points().counts().values()),
-            "n_params": sum(p.numel() for p in tr.model.parameters()),
+            "points_per_process": sum(tr.sharding.local(tr.state.points).counts().values()),
+            "n_params": sum(p.numel() for p in tr.state.model.parameters()),
             "device": str(tr.device), **stats.as_dict()}
 
 

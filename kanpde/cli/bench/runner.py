@@ -147,8 +147,8 @@ def run_jobs(jobs: Iterable[Job], problems: Mapping[str, Path], root: str | Path
             resume = run_dir if (run_dir / "checkpoint.pt").is_file() else None
             start = time.perf_counter()
             with claim(run_dir, resume=resume is not None, flag="bench: run directory"):
-                result = solve(loaded[job.problem], config, out_dir=run_dir, resume=resume,
-                               progress=not quiet, problem_path=str(problems[job.problem]))
+                result = solve(loaded[job.problem], config, checkpoint_dir=run_dir,
+                               resume=resume, progress=not quiet)
                 save_result(result, run_dir)
             summary = result.summary
             if summary.get("status") == "interrupted":

@@ -59,7 +59,7 @@ def tuned_solver(problem_name: str, problem_path: Path, family: str, budget: str
 
     res = tune(load_problem(problem_path), family, n_trials, out,
                time_per_trial=seconds, max_params=max_params, seed=0,
-               search_space=tb["space"], problem_path=problem_path, fixed=fixed,
+               search_space=tb["space"], fixed=fixed,
                clock=tb.get("clock", "wall"), log=log)
     if res.interrupted:
         raise KeyboardInterrupt
