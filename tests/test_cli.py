@@ -133,3 +133,38 @@ def test_default_solver_is_the_shipped_kan_default():
     from kanpde.cli.commands import _solver_config
 
     assert _solver_config(None).name == "kan_default"
+
+
+def test_a_run_outlives_its_problem_file(tmp_path, solvers, capsys):
+    """A run directory is self-contained: predict and export work after the problem file is
+    deleted, explain loads the problem from the copy stored in result.h5 and says so."""
+    import shutil
+
+    from kanpde.io.run import load_run
+
+    problem = tmp_path / "elsewhere" / "sinsin.py"
+    problem.parent.mkdir()
+    shutil.copy(PROBLEM, problem)
+    out = tmp_path / "run"
+    assert main(["solve", str(problem), "--solver", solvers[0], "--out", str(out),
+                 "--quiet"]) == 0
+    run = load_run(out)
+    assert run.result.problem_path == str(problem.resolve())
+    assert run.result.problem_source == problem.read_text()
+    assert run.result.model_spec["grid_size"] == [6, 6] and run.problem_note is None
+    pts = np.random.default_rng(1).uniform(-1, 1, (9, 2))
+    np.save(tmp_path / "pts.npy", pts)
+    expected = run.result.predict(pts)
+    problem.write_text(problem.read_text() + "\n# edited\n")
+    assert "changed since run" in load_run(out).problem_note
+    problem.unlink()
+    capsys.readouterr()
+    assert main(["predict", str(out), str(tmp_path / "pts.npy"), "--out",
+                 str(tmp_path / "values.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "values.npy"), expected)
+    assert main(["export", str(out)]) == 0
+    assert (out / "fields.vtu").is_file()
+    assert main(["explain", str(out), "--out", str(tmp_path / "explained")]) == 0
+    printed = capsys.readouterr().out
+    assert "is gone; using the copy stored in its result.h5" in printed
+    assert (tmp_path / "explained" / "explain.json").is_file()

@@ -363,8 +363,8 @@ def test_every_user_function_is_wrapped():
     from kanpde.nn import MLP
     from kanpde.problem.conditions import Dirichlet
     from kanpde.problem.geometry import Box
+    from kanpde.problem.problem import apply_hard_constraint
     from kanpde.problem.usercode import UserCodeError
-    from kanpde.training.model import apply_hard_constraint
 
     def distance(x):
         return x[:, 5]

@@ -14,8 +14,9 @@ import torch
 from kanpde import load_problem
 from kanpde.io.results import SUMMARY_KEYS
 from kanpde.nn.hard_constraint import HardConstraint
+from kanpde.nn.spec import model_from_spec
 from kanpde.training.config import ConfigError, config_from_dict, load_config
-from kanpde.training.model import build_model, build_model_from_spec
+from kanpde.training.model import build_model
 from kanpde.training.solve import solve
 
 ROOT = Path(__file__).parent.parent
@@ -351,12 +352,12 @@ def test_model_spec_rebuilds_the_trained_model(sinsin):
     assert spec["grid_size"] == [10, 10] and spec["in_dim"] == 2 and spec["out_dim"] == 1
     assert any(k.endswith("_extra_state") and isinstance(v, dict)
                for k, v in r.model_state.items())
-    model = build_model_from_spec(copy.deepcopy(spec), sinsin, state=r.model_state)
+    model = model_from_spec(copy.deepcopy(spec), state=r.model_state)
     with torch.no_grad():
         pred = model(torch.from_numpy(r.points)).numpy()
     np.testing.assert_allclose(pred, r.prediction, rtol=1e-13, atol=1e-14)
     mlp = run(sinsin, tiny("mlp"))
-    again = build_model_from_spec(mlp.model_spec, sinsin, state=mlp.model_state)
+    again = model_from_spec(mlp.model_spec, state=mlp.model_state)
     with torch.no_grad():
         np.testing.assert_allclose(again(torch.from_numpy(mlp.points)).numpy(),
                                    mlp.prediction, rtol=1e-13, atol=1e-14)

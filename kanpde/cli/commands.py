@@ -284,40 +284,34 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _problem_of(result, run: str):
-    from kanpde.problem import load_problem
-
-    path = Path(result.problem_path) if result.problem_path else None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"run {run}: its problem file '{result.problem_path}' is not "
-                                "there any more")
-    return load_problem(path)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    """``kanpde export DIR --format vtu|xdmf``."""
+    """``kanpde export DIR --format vtu|xdmf``: the fields of a run for ParaView, with the mesh
+    or domain of its problem when that can be loaded (from the copy in the run)."""
     from kanpde.io.mesh_export import export_fields
-    from kanpde.io.results import load_result
+    from kanpde.io.run import load_run
+    from kanpde.problem.scope import ProblemError
 
-    result = load_result(args.run)
-    problem = _problem_of(result, args.run)
-    for path in export_fields(result, problem, args.run, fmt=args.format):
+    run = load_run(args.run)
+    try:
+        problem = run.problem
+    except (ProblemError, FileNotFoundError) as err:  # the fields alone can be exported
+        print(f"kanpde: note: {str(err).splitlines()[0]}; exporting without the problem's "
+              "mesh and domain", file=sys.stderr)
+        problem = None
+    for path in export_fields(run.result, problem, args.run, fmt=args.format):
         print(f"wrote {path}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """``kanpde predict DIR POINTS [--out FILE]``."""
+    """``kanpde predict DIR POINTS [--out FILE]``: the trained model at new points (needs
+    neither the problem nor the solver file)."""
     from kanpde.io.points import predict_points, write_predictions
-    from kanpde.io.results import load_result, model_state_to_torch
+    from kanpde.io.run import load_run
     from kanpde.io.rundir import check_output_name
-    from kanpde.training.model import build_model_from_spec
 
-    result = load_result(args.run)
-    problem = _problem_of(result, args.run)
-    model = build_model_from_spec(result.model_spec, problem)
-    model.load_state_dict(model_state_to_torch(result))
-    values = predict_points(model, args.points)
+    run = load_run(args.run)
+    values = predict_points(run.model, args.points)
     out = check_output_name(args.out, "--out") if args.out else \
         Path(args.run) / "predictions.npy"
     write_predictions(values, out)

@@ -82,40 +82,38 @@ class ExplainOptions:
     engine: str | None = None
 
 
-def load_kan_run(run_dir: str | Path):
-    """``(result, problem, model, config)`` of a finished KAN run, the model in float64.
+def load_kan_run(run_dir: str | Path, log: Callable[[str], None] = print):
+    """``(result, problem, model, config)`` of a finished KAN run, the model in float64; the
+    problem from the copy stored in the run (one ``log`` line when the original file changed
+    or is gone).
 
     Raises:
-        FileNotFoundError: no run there, or its problem file is gone.
+        FileNotFoundError: no run there, or no copy of its problem and the file is gone.
         ValueError: an MLP run, or a run that did not finish.
     """
-    from kanpde.io.results import load_result, load_summary, model_state_to_torch
-    from kanpde.problem import load_problem
+    from kanpde.io.results import load_summary
+    from kanpde.io.run import load_run
     from kanpde.training.config import config_from_dict
-    from kanpde.training.model import build_model_from_spec
 
-    run = Path(run_dir)
-    summary = load_summary(run)
+    run_path = Path(run_dir)
+    summary = load_summary(run_path)
     status = summary.get("status")
     if status not in FINISHED:
-        raise ValueError(f"run {run}: status {status!r}; explain needs a finished run "
+        raise ValueError(f"run {run_path}: status {status!r}; explain needs a finished run "
                          f"(status {' or '.join(map(repr, FINISHED))})")
     if summary.get("model") != "kan":
-        raise ValueError(f"run {run}: explain needs a KAN run, this one is "
+        raise ValueError(f"run {run_path}: explain needs a KAN run, this one is "
                          f"{summary.get('model')!r}")
-    result = load_result(run)
-    path = Path(result.problem_path) if result.problem_path else None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"run {run}: its problem file '{result.problem_path}' is not "
-                                "there any more")
-    problem = load_problem(path)
-    model = build_model_from_spec(result.model_spec, problem)
-    model.load_state_dict(model_state_to_torch(result))
+    run = load_run(run_path)
+    note = run.problem_note
+    if note:
+        log(f"note: {note}")
+    problem, model = run.problem, run.model
     to_float64(model)
     if not isinstance(network(model), KAN):
-        raise ValueError(f"run {run}: explain needs a KAN run")
-    config = config_from_dict(result.config, source=str(run / "result.h5"))
-    return result, problem, model, config
+        raise ValueError(f"run {run_path}: explain needs a KAN run")
+    config = config_from_dict(run.result.config, source=str(run_path / "result.h5"))
+    return run.result, problem, model, config
 
 
 def _samples(x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +135,7 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
                 out_dir: str | Path | None = None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the workflow of the module docstring; returns what ``explain.json`` holds."""
-    result, problem, model, config = load_kan_run(run_dir)
+    result, problem, model, config = load_kan_run(run_dir, log)
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     coords, fields = tuple(problem.coords), tuple(problem.fields)

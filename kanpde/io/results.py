@@ -12,8 +12,10 @@ the specification needed to rebuild it, the resolved configuration and the versi
 
 ``result.h5`` (HDF5, written with h5py)::
 
-    /                       attrs: format = "kanpde-result", format_version = 1,
-                                   problem_path (str)
+    /                       attrs: format = "kanpde-result", format_version = 2,
+                                   problem_path (str: absolute, resolved)
+    /problem_source         str dataset: the problem file's text when the run started
+                            (absent when the problem was built in Python)
     /summary                str dataset: JSON of the summary (NaN/Infinity kept, as Python's
                             json module writes them, so the round trip is exact)
     /config                 str dataset: JSON of the resolved solver configuration
@@ -27,7 +29,8 @@ the specification needed to rebuild it, the resolved configuration and the versi
                             name is the key percent-encoded (``"loss/pde"`` ->
                             ``"loss%2Fpde"``, because ``"loss"`` is itself a dataset) and the
                             original key is kept in the dataset's ``key`` attribute
-    /model/                 attrs: spec (JSON of the model specification)
+    /model/                 attrs: spec (JSON of the model specification: the resolved
+                            constructor arguments, :mod:`kanpde.nn.spec`)
         state/              attrs: _kanpde_state_order (JSON list of all state_dict keys, in
                             order) and one attribute per non-array entry (e.g. a KAN layer's
                             ``layers.0._extra_state``) holding its JSON
@@ -63,8 +66,9 @@ SUMMARY_KEYS = (
 
 #: value of the root ``format`` attribute of a kanpde ``result.h5``
 FORMAT = "kanpde-result"
-#: version of the HDF5 layout written by :func:`save_result`
-FORMAT_VERSION = 1
+#: version of the HDF5 layout written by :func:`save_result` (2: the problem file's source
+#: and a model spec of constructor arguments)
+FORMAT_VERSION = 2
 SUMMARY_FILE = "summary.json"
 ORDER_ATTR = "_kanpde_state_order"
 RESULT_FILE = "result.h5"
@@ -106,7 +110,9 @@ class Result:
             :func:`kanpde.training.model.model_state_numpy`); non-tensor entries such as a
             KAN layer's ``_extra_state`` dict are kept as they are.
         config: the resolved solver configuration (plain dict, TOML-like).
-        problem_path: the problem file the run used.
+        problem_path: the problem file the run used (absolute, resolved).
+        problem_source: that file's text when the run started ("" when the problem was built
+            in Python).
         versions: ``kanpde``, ``torch``, ``python``, ... versions.
         coords: coordinate names of the columns of ``points`` (the problem's ``coords``,
             time last); empty when unknown (readers then use ``x0, x1, ...``).
@@ -127,6 +133,7 @@ class Result:
     model_state: dict[str, np.ndarray] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     problem_path: str = ""
+    problem_source: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     coords: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
@@ -157,16 +164,23 @@ class Result:
             x = x.detach().cpu().numpy()
         return predict(self.model, np.asarray(x, dtype=np.float64), batch_size=batch_size)
 
-    def rebuild_model(self):
-        """The trained model, rebuilt from ``model_spec`` and ``model_state``.
+    def rebuild_model(self, hard_constraint=None):
+        """The trained model, rebuilt from ``model_spec`` and ``model_state``
+        (:func:`kanpde.nn.spec.model_from_spec`).
+
+        Args:
+            hard_constraint: ``net -> model`` of the run's problem, needed when the model
+                has a hard constraint (:func:`kanpde.io.run.load_run` supplies it).
 
         Raises:
             ValueError: the spec does not describe a model kanpde can rebuild (a model of the
-                caller's own class, or one with a hard constraint: use
-                :func:`kanpde.io.run.load_run`, which has the problem).
+                caller's own class, an earlier spec format) or has a hard constraint and
+                none is given.
         """
-        raise ValueError("this result holds no model that can be rebuilt without its "
-                         "problem; load its run directory with kanpde.io.run.load_run")
+        from kanpde.nn.spec import model_from_spec
+
+        return model_from_spec(self.model_spec, self.model_state,
+                               hard_constraint=hard_constraint)
 
     @property
     def error(self) -> np.ndarray | None:
@@ -287,6 +301,8 @@ def _write_h5(result: Result, path: Path) -> None:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["problem_path"] = str(result.problem_path)
+        if result.problem_source:
+            _str_dataset(f, "problem_source", result.problem_source)
         _str_dataset(f, "summary", _dumps(result.summary, "summary"))
         _str_dataset(f, "config", _dumps(result.config, "config"))
         _str_dataset(f, "versions", _dumps(result.versions, "versions"))
@@ -413,6 +429,7 @@ def _read_h5(f) -> Result:
         model_state=state,
         config=json.loads(_read_str(f, "config", "{}")),
         problem_path=str(f.attrs.get("problem_path", "")),
+        problem_source=_read_str(f, "problem_source", ""),
         versions=json.loads(_read_str(f, "versions", "{}")),
         coords=tuple(json.loads(fields.attrs.get("coords", "[]"))),
         fields=tuple(json.loads(fields.attrs.get("fields", "[]"))),

@@ -38,6 +38,9 @@ class AffineMap(nn.Module):
             raise ValueError(f"AffineMap needs lo < hi of equal length, got lo={list(lo)}, "
                              f"hi={list(hi)}")
         a, b = target
+        #: the constructor arguments (:mod:`kanpde.nn.spec` records them)
+        self.box = ([float(v) for v in lo_t.tolist()], [float(v) for v in hi_t.tolist()])
+        self.target = (float(a), float(b))
         scale = (b - a) / (hi_t - lo_t)  # (d,)
         self.register_buffer("scale", scale)
         self.register_buffer("shift", a - lo_t * scale)
@@ -70,6 +73,8 @@ class FourierFeatures(nn.Module):
         if n_features < 1 or sigma <= 0:
             raise ValueError(f"FourierFeatures needs n_features >= 1 and sigma > 0, got "
                              f"{n_features}, {sigma}")
+        #: the constructor arguments (:mod:`kanpde.nn.spec` records them)
+        self.n_features, self.sigma, self.seed = int(n_features), float(sigma), int(seed)
         gen = torch.Generator().manual_seed(seed)
         freq = torch.randn(in_dim, n_features, generator=gen, dtype=dtype) * sigma
         self.register_buffer("projection", (2 * math.pi * freq).to(device))  # (d, F)
@@ -110,6 +115,9 @@ class PeriodicEmbedding(nn.Module):
         if any(p <= 0 for p in periods.values()) or harmonics < 1:
             raise ValueError("periods must be positive and harmonics >= 1")
         self.in_dim = in_dim
+        #: the constructor arguments (:mod:`kanpde.nn.spec` records them)
+        self.periods = {int(c): float(p) for c, p in periods.items()}
+        self.harmonics = int(harmonics)
         self.keep = [c for c in range(in_dim) if c not in periods]
         cols = []
         for c, period in sorted(periods.items()):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -37,12 +37,27 @@ def load_problem(path: str | Path) -> Problem:
         source = path.read_bytes()
     except OSError as err:
         raise ProblemError(f"problem file '{path}': cannot read it ({err.strerror})") from err
+    return load_problem_source(source, path)
+
+
+def load_problem_source(source: bytes | str, path: str | Path) -> Problem:
+    """The ``problem`` a problem file's ``source`` defines, as if imported from ``path``.
+
+    The module's ``__file__`` is ``path``, so paths the file makes relative to itself (data
+    files beside it) resolve from there, whether or not ``path`` itself still exists; this is
+    how a run's stored copy of its problem file is loaded again.
+
+    Raises:
+        ProblemError: one line naming the file and the fault.
+    """
+    path = Path(path)
+    raw = source.encode("utf-8") if isinstance(source, str) else source
     module_name = f"kanpde_problem_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    module = types.ModuleType(module_name)
+    module.__file__ = str(path)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        exec(compile(raw, str(path), "exec"), module.__dict__)  # noqa: S102
     except UserCodeError as err:  # a residual or the solution failed in the probe
         raise ProblemError(f"problem file '{path}': {err}") from err
     except ProblemError as err:  # Problem(...) refused the definition: say where
@@ -69,7 +84,8 @@ def load_problem(path: str | Path) -> Problem:
         raise ProblemError(f"problem file '{path}': {err}") from err
     description = problem.description or (module.__doc__ or "").strip()
     return dataclasses.replace(problem, description=description, source_path=str(path),
-                               source_sha256=hashlib.sha256(source).hexdigest())
+                               source_sha256=hashlib.sha256(raw).hexdigest(),
+                               source=raw.decode("utf-8", errors="replace"))
 
 
 def check_problem(problem: Problem, n: int = 8) -> None:

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from kanpde.core.engines import Engine, compute_jet
 from kanpde.core.jet import Channels, Jet, channel_matrices
+from kanpde.nn.hard_constraint import HardConstraint
 from kanpde.problem.conditions import Condition, ConditionPoints
 from kanpde.problem.scope import DerivativeRecorder, FieldView, JetDerivatives, ProblemError, Scope
-from kanpde.problem.usercode import (
-    call_user,
-)
+from kanpde.problem.usercode import call_user, user_function
 
 Residual = Callable[[Scope], Tensor]
 
@@ -68,6 +68,8 @@ class Problem:
             named in every error raised while evaluating the problem's functions).
         source_sha256: SHA-256 of that file's bytes (checkpoints record it, so a run does
             not silently resume on an edited problem).
+        source: that file's text (results store it, so a run can be explained after the
+            file was edited, moved or deleted).
     """
 
     name: str
@@ -88,6 +90,7 @@ class Problem:
     description: str = ""
     source_path: str = ""
     source_sha256: str = ""
+    source: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         coords = tuple(self.coords)
@@ -257,6 +260,11 @@ class Problem:
             out = out.value
         return out
 
+    def constrain(self, net: nn.Module) -> nn.Module:
+        """``net`` inside the problem's hard constraint (``net`` itself when there is none;
+        see :func:`apply_hard_constraint`)."""
+        return apply_hard_constraint(net, self.hard_constraint)
+
     # ---------------------------------------------------------------- solution -------------
 
     def solution(self, x: Tensor) -> Tensor:
@@ -297,6 +305,50 @@ class Problem:
             grid = self.domain.sample_interior(self.eval_points,
                                                torch.Generator().manual_seed(12345))
         return grid.to(dtype=dtype, device=device)
+
+
+def _guarded(fn: Any) -> Any:
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return user_function(fn, f"hard-constraint function {name!r}")
+
+
+def _guard(model: HardConstraint) -> HardConstraint:
+    """``model`` with its distance and particular functions called as user code."""
+    model.distance.fn = _guarded(model.distance.fn)
+    if model.particular is not None:
+        model.particular.fn = _guarded(model.particular.fn)
+    return model
+
+
+def apply_hard_constraint(net: nn.Module, spec: Any) -> nn.Module:
+    """Wrap ``net`` in the hard constraint ``spec`` of a problem.
+
+    ``spec`` may be a :class:`~kanpde.nn.hard_constraint.HardConstraint` (its ``distance``
+    and ``particular`` functions are reused around ``net``; the network it wraps is ignored),
+    a mapping ``{"distance": D, "particular": g}`` (``particular`` optional) or a pair
+    ``(D, g)`` of functions ``(N, d) -> (N,)`` or ``(N, m)``, or a callable
+    ``net -> nn.Module`` returning the wrapped model; ``None`` returns ``net``. The functions
+    are called through :func:`~kanpde.problem.usercode.user_function`, so a failure in one
+    of them is one line naming it.
+    """
+    if spec is None:
+        return net
+    if isinstance(spec, HardConstraint):
+        part = spec.particular
+        return _guard(HardConstraint(net, spec.distance.fn, None if part is None else part.fn))
+    if isinstance(spec, Mapping):
+        if "distance" not in spec:
+            raise ValueError("problem.hard_constraint mapping needs a 'distance' function")
+        return _guard(HardConstraint(net, spec["distance"], spec.get("particular")))
+    if isinstance(spec, tuple | list) and len(spec) == 2:
+        return _guard(HardConstraint(net, spec[0], spec[1]))
+    if callable(spec):
+        out = spec(net)
+        if not isinstance(out, nn.Module):
+            raise ValueError(f"problem.hard_constraint(net) returned {type(out).__name__}, "
+                             "expected an nn.Module")
+        return _guard(out) if isinstance(out, HardConstraint) else out
+    raise ValueError(f"problem.hard_constraint: unsupported {type(spec).__name__}")
 
 
 class _NoDerivatives(JetDerivatives):

@@ -1,4 +1,4 @@
-"""Models from configs and back from specs: the ansatz of a solve.
+"""The model a solver config describes: the ansatz of a solve.
 
 ``build_model(problem, model_cfg, ...)`` makes ``[d, *hidden, m]`` (``d`` coordinates, ``m``
 fields) KAN or MLP behind the input maps the config asks for, in this order:
@@ -10,34 +10,22 @@ fields) KAN or MLP behind the input maps the config asks for, in this order:
    :class:`~kanpde.nn.PeriodicEmbedding` of the named coordinates with period = their
    bounding-box length (in normalised units when normalised);
 
-then wraps it in :class:`~kanpde.nn.hard_constraint.HardConstraint` when
-``problem.hard_constraint`` is set (:func:`apply_hard_constraint`). It may hold:
-
-* a ``HardConstraint`` (its ``distance``/``particular`` functions are reused around the
-  new network; the network it wraps is ignored);
-* a mapping ``{"distance": D, "particular": g}`` (``particular`` optional) or a pair
-  ``(D, g)`` of functions ``(N, d) -> (N,)`` or ``(N, m)``;
-* a callable ``net -> nn.Module`` returning the wrapped model.
-
-The problem's functions are called through :func:`kanpde.problem.usercode.user_function`, so
-a failure in one of them is one line naming it.
+then wraps it in the problem's hard constraint, if it has one
+(:meth:`kanpde.problem.Problem.constrain`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from kanpde.core.dtypes import as_dtype, dtype_name
+from kanpde.core.dtypes import as_dtype
 from kanpde.nn import KAN, MLP, AffineMap, Chain, FourierFeatures, PeriodicEmbedding
-from kanpde.nn.hard_constraint import HardConstraint
-from kanpde.nn.parts import grid_sizes, network
-from kanpde.problem.usercode import user_function
-from kanpde.training.config import ConfigError, ModelConfig, config_from_dict
+from kanpde.nn.parts import network
+from kanpde.training.config import ConfigError, ModelConfig
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -82,41 +70,6 @@ def _embedding(problem, cfg: ModelConfig, dtype: torch.dtype, device: torch.devi
     return maps[0] if len(maps) == 1 else Chain(*maps)
 
 
-def _guarded(fn: Any) -> Any:
-    name = getattr(fn, "__name__", type(fn).__name__)
-    return user_function(fn, f"hard-constraint function {name!r}")
-
-
-def _guard(model: HardConstraint) -> HardConstraint:
-    """``model`` with its distance and particular functions called as user code."""
-    model.distance.fn = _guarded(model.distance.fn)
-    if model.particular is not None:
-        model.particular.fn = _guarded(model.particular.fn)
-    return model
-
-
-def apply_hard_constraint(net: nn.Module, spec: Any) -> nn.Module:
-    """Wrap ``net`` in the problem's hard constraint ``spec`` (see the module docstring)."""
-    if spec is None:
-        return net
-    if isinstance(spec, HardConstraint):
-        part = spec.particular
-        return _guard(HardConstraint(net, spec.distance.fn, None if part is None else part.fn))
-    if isinstance(spec, Mapping):
-        if "distance" not in spec:
-            raise ValueError("problem.hard_constraint mapping needs a 'distance' function")
-        return _guard(HardConstraint(net, spec["distance"], spec.get("particular")))
-    if isinstance(spec, tuple | list) and len(spec) == 2:
-        return _guard(HardConstraint(net, spec[0], spec[1]))
-    if callable(spec):
-        out = spec(net)
-        if not isinstance(out, nn.Module):
-            raise ValueError(f"problem.hard_constraint(net) returned {type(out).__name__}, "
-                             "expected an nn.Module")
-        return _guard(out) if isinstance(out, HardConstraint) else out
-    raise ValueError(f"problem.hard_constraint: unsupported {type(spec).__name__}")
-
-
 def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torch.float64,
                 device: torch.device | str = "cpu", seed: int = 0,
                 grid_size: int | Sequence[int] | None = None) -> nn.Module:
@@ -145,7 +98,7 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
     else:
         net = MLP(widths, model_cfg.activation, embedding=emb, seed=seed, dtype=dtype,
                   device=device)
-    return apply_hard_constraint(net, problem.hard_constraint)
+    return problem.constrain(net)
 
 
 def check_model(model: nn.Module, config) -> None:
@@ -164,61 +117,6 @@ def check_model(model: nn.Module, config) -> None:
     if config.regularization.active and not isinstance(net, KAN):
         raise ConfigError(f"{src}: regularization: the sparsity penalty acts on KAN edges; "
                           f"the model is a {type(net).__name__}")
-
-
-def model_spec(model: nn.Module, problem, model_cfg: ModelConfig, dtype: torch.dtype,
-               seed: int, built: bool = True) -> dict[str, Any]:
-    """What :func:`build_model_from_spec` needs to rebuild ``model`` (before its state).
-
-    A model that was not built from ``model_cfg`` (``built`` false: given to the solve) is
-    described by its class only (``kind = "custom"``); it cannot be rebuilt.
-    """
-    net = network(model)
-    is_kan = isinstance(net, KAN)
-    if not built:
-        return {"kind": "custom", "class": f"{type(model).__module__}.{type(model).__qualname__}",
-                "in_dim": len(problem.coords), "out_dim": len(problem.fields),
-                "dtype": dtype_name(dtype), "seed": seed, "hard_constraint": False}
-    return {
-        "kind": model_cfg.kind,
-        "widths": list(net.widths),
-        "grid_size": grid_sizes(net),
-        "spline_order": model_cfg.spline_order if is_kan else None,
-        "activation": None if is_kan else model_cfg.activation,
-        "config_model": model_cfg.to_dict(),
-        "in_dim": len(problem.coords),
-        "out_dim": len(problem.fields),
-        "dtype": dtype_name(dtype),
-        "seed": seed,
-        "hard_constraint": problem.hard_constraint is not None,
-    }
-
-
-def build_model_from_spec(spec: Mapping[str, Any], problem,
-                          state: Mapping[str, Any] | None = None,
-                          device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild a trained model from a :class:`~kanpde.io.results.Result`'s ``model_spec``.
-
-    Args:
-        spec: the ``model_spec`` dict.
-        problem: the problem it was trained on (inputs, outputs, bounding box, hard constraint).
-        state: optional ``model_state`` (numpy arrays or tensors; ``..._extra_state``
-            entries as stored) to load.
-        device: where to put it.
-    """
-    if spec.get("kind") == "custom":
-        raise ValueError(f"the model of this run is a {spec.get('class', 'model')} given to "
-                         "solve(); kanpde cannot rebuild it")
-    cfg = config_from_dict({"model": dict(spec["config_model"])}, source="model_spec").model
-    sizes = spec.get("grid_size")
-    model = build_model(problem, cfg, dtype=spec.get("dtype", "float64"), device=device,
-                        seed=int(spec.get("seed", 0)), grid_size=sizes)
-    if state is not None:
-        tensors = {k: (torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray | np.generic)
-                       else v) for k, v in state.items()}
-        model.load_state_dict(tensors)
-        model.to(device)
-    return model
 
 
 def model_state_numpy(model: nn.Module) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from kanpde.io.results import Result
 from kanpde.nn.kan import KAN
 from kanpde.nn.mlp import MLP
 from kanpde.nn.parts import grid_sizes, network, trainable_parameters
+from kanpde.nn.spec import model_spec
 from kanpde.problem.exactcheck import EMPTY_EVALUATION
 from kanpde.problem.scope import ProblemError
 from kanpde.training.checkpoint import check_compatible, check_problem_source, load_checkpoint
@@ -60,7 +61,7 @@ from kanpde.training.config import ConfigError, SolverConfig, config_from_dict
 from kanpde.training.distributed import Context
 from kanpde.training.divergence import DivergenceRule, explain_divergence
 from kanpde.training.metrics import Evaluator
-from kanpde.training.model import model_spec, model_state_numpy, resolve_device
+from kanpde.training.model import model_state_numpy, resolve_device
 from kanpde.training.state import RunClock, TrainState
 from kanpde.training.threads import apply_threads, current_threads
 from kanpde.training.trainer import Trainer
@@ -155,10 +156,9 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
         points=ev.points.detach().cpu().numpy(),
         prediction=ev.predict(state.model).detach().cpu().numpy(),
         reference=ev.reference.detach().cpu().numpy(),
-        model_spec=model_spec(state.model, problem, config.model, trainer.dtype, config.seed,
-                              built=model is None),
-        model_state=model_state_numpy(state.model), config=config.to_dict(),
-        problem_path=_absolute(problem.source_path), versions=_versions(),
+        model_spec=model_spec(state.model), model_state=model_state_numpy(state.model),
+        config=config.to_dict(), problem_path=_absolute(problem.source_path),
+        problem_source=problem.source, versions=_versions(),
         coords=tuple(problem.coords), fields=tuple(problem.fields), time=problem.time,
         model=state.model)
 
