@@ -20,13 +20,13 @@ from kanpde import (
     Observations,
     Periodic,
     Problem,
-    ProblemError,
     Robin,
-    SolutionField,
     autograd_jet,
     load_problem,
 )
 from kanpde.problem.geometry import Box, Interval, SpaceTime
+from kanpde.problem.problem import SolutionField
+from kanpde.problem.scope import ProblemError
 
 F64 = torch.float64
 SQUARE = Box([0.0, 0.0], [1.0, 1.0], coord_names=("x", "y"))

@@ -11,8 +11,9 @@ import sympy as sp
 import torch
 from torch import nn
 
-from kanpde import KAN, autograd_jet, compute_jet, load_problem
+from kanpde import KAN, autograd_jet, load_problem
 from kanpde.core import spline
+from kanpde.core.engines import compute_jet
 from kanpde.interpret.formula import kan_formula, simplify_formula
 from kanpde.interpret.importance import importance
 from kanpde.interpret.prune import count_parameters, prune

@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch.func import hessian, jacrev, vmap
 
-from kanpde import KAN, MLP, Channels, autograd_jet, compute_jet
+from kanpde import KAN, MLP, autograd_jet
+from kanpde.core.engines import compute_jet
+from kanpde.core.jet import Channels
 from kanpde.nn import AffineMap, Chain, FourierFeatures, PeriodicEmbedding
 from kanpde.nn.kan import KANLayer
 

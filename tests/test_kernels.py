@@ -276,7 +276,8 @@ def test_available(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_kan_model_dispatches_to_kernels_and_matches_torch_path() -> None:
     """The whole KAN through ``kernel="triton"`` (interpreted) equals the PyTorch jet path,
     values, channels and parameter gradients, in float64."""
-    from kanpde import KAN, compute_jet
+    from kanpde import KAN
+    from kanpde.core.engines import compute_jet
 
     model = KAN([2, 3, 2], grid_size=4, spline_order=3, seed=1)
     gen = torch.Generator().manual_seed(0)
@@ -300,7 +301,8 @@ def test_kan_model_dispatches_to_kernels_and_matches_torch_path() -> None:
 def test_hard_constraint_passes_the_kernel_to_its_network() -> None:
     """``kernel="triton"`` reaches the KAN inside a hard constraint: the same jet as the
     PyTorch path, and the same refusal on a non-uniform grid (no silent fallback)."""
-    from kanpde import KAN, compute_jet
+    from kanpde import KAN
+    from kanpde.core.engines import compute_jet
     from kanpde.nn.hard_constraint import HardConstraint
 
     model = HardConstraint(KAN([2, 3, 1], grid_size=4, spline_order=3, seed=1),

@@ -34,7 +34,8 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton", reason="triton is not installed (pip install 'kanpde[gpu]')")
 
 import kanpde.kernels  # noqa: E402  (after the skips: nothing to import without CUDA)
-from kanpde import KAN, compute_jet  # noqa: E402
+from kanpde import KAN  # noqa: E402
+from kanpde.core.engines import compute_jet
 from kanpde.kernels import kan_layer_jet  # noqa: E402
 from kanpde.nn.kan import spline_layer_jet  # noqa: E402
 

@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kanpde import (
-    Dirichlet,
-    Initial,
-    InitialRate,
-    Problem,
-    ProblemError,
-    SolutionField,
-    load_problem,
-)
+from kanpde import Dirichlet, Initial, InitialRate, Problem, load_problem
 from kanpde.cli.main import main
 from kanpde.problem.geometry import Box, Interval, SpaceTime
+from kanpde.problem.problem import SolutionField
+from kanpde.problem.scope import ProblemError
 from kanpde.training.config import config_from_dict
 from kanpde.training.solve import solve
 

@@ -5,22 +5,12 @@ from math import pi
 import pytest
 import torch
 
-from kanpde import (
-    KAN,
-    MLP,
-    Dirichlet,
-    InitialRate,
-    Neumann,
-    Periodic,
-    Problem,
-    ProblemError,
-    Robin,
-    SolutionField,
-    autograd_jet,
-)
+from kanpde import KAN, MLP, Dirichlet, InitialRate, Neumann, Periodic, Problem, Robin, autograd_jet
 from kanpde.core.jet import Channels, Jet
 from kanpde.nn.hard_constraint import HardConstraint
 from kanpde.problem.geometry import Box, Interval, SpaceTime
+from kanpde.problem.problem import SolutionField
+from kanpde.problem.scope import ProblemError
 
 DT = torch.float64
 SQUARE = Box([-1.0, -1.0], [1.0, 1.0], coord_names=("x", "y"))

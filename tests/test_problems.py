@@ -35,10 +35,12 @@ import sympy as sp
 import torch
 from torch import Tensor, nn
 
-from kanpde import Periodic, Problem, ProblemError, SolutionField, load_problem
+from kanpde import Periodic, Problem, load_problem
 from kanpde.core.jet import Channels, Jet, make_channels
 from kanpde.problem.conditions import Condition, ConditionPoints
+from kanpde.problem.problem import SolutionField
 from kanpde.problem.reference import Reference
+from kanpde.problem.scope import ProblemError
 
 PROBLEMS_DIR = Path(__file__).resolve().parents[1] / "problems"
 PROBLEM_FILES = sorted(PROBLEMS_DIR.glob("*.py"))

@@ -1,6 +1,10 @@
 """B-splines as pure functions: knots, local bases and their derivatives, least-squares fits.
 
-A spline of order ``k`` on ``G`` intervals of a base range ``[a, b]`` uses the extended
+Throughout kanpde, ``spline_order`` is ``k``, the **polynomial degree** of the spline pieces
+(pykan's convention: ``k = 3`` is cubic, with ``k + 1 = 4`` coefficients per piece), not the
+order ``k + 1`` of de Boor's convention.
+
+A spline of degree ``k`` on ``G`` intervals of a base range ``[a, b]`` uses the extended
 knot vector ``t_0 < t_1 < ... < t_{G+2k}`` with ``t_k = a`` and ``t_{G+k} = b`` (``k``
 extra knots on each side, as in pykan) and has ``G + k`` basis functions ``B_0 ... B_{G+k-1}``.
 On ``[a, b]`` the bases form a partition of unity. At a point in base interval ``i``

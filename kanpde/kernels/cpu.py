@@ -4,14 +4,14 @@ A KAN layer touches, per point ``p`` and input ``i``, only the ``K = k + 1`` coe
 ``w[i, idx[p, i] + r, :]``, ``r = 0..k``. Two families of loops use only those rows:
 
 * the generic bilinear maps of :mod:`kanpde.kernels.contract` (source
-  :mod:`kanpde.kernels.csrc_rows`), which make the value forward and all its derivatives::
+  :mod:`kanpde.kernels._csrc_rows`), which make the value forward and all its derivatives::
 
       gather:   out[p, c, :]    = sum_{i, r} a[p, c, i, r] w[i, idx[p, i] + r, :]
       sampled:  da[p, c, i, r]  = sum_j g[p, c, j] w[i, idx[p, i] + r, j]
       scatter:  dw[i, m, :]     = sum_{p, c, r : idx[p, i] + r = m} a[p, c, i, r] g[p, c, :]
 
 * the fused jet of a layer (:func:`jet_forward`, :func:`jet_backward`; source
-  :mod:`kanpde.kernels.csrc_jet`), which builds the local weights of the value, gradient and
+  :mod:`kanpde.kernels._csrc_jet`), which builds the local weights of the value, gradient and
   channel rows on the fly from the bases and never stores them.
 
 They are plain C (OpenMP over points, 32-byte vectors of the GCC/Clang vector extension),
@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from kanpde.kernels import csrc_jet, csrc_rows
+from kanpde.kernels import _csrc_jet, _csrc_rows
 
 #: blocks of points whose partial sums ``scatter`` reduces in order (fixed: bit-reproducible)
 SCATTER_BLOCKS = 8
@@ -79,7 +79,7 @@ static inline double kan_exp_neg(double x)
 """
 
 #: the kernels once, for ``REAL`` = double (suffix ``f64``) and float (``f32``)
-_BODY = csrc_rows.SOURCE + csrc_jet.SOURCE
+_BODY = _csrc_rows.SOURCE + _csrc_jet.SOURCE
 
 _SOURCE = _PRELUDE + "".join(_BODY.replace("REAL", real).replace("SFX", sfx)
                              for real, sfx in (("double", "f64"), ("float", "f32")))

@@ -38,8 +38,8 @@ from kanpde.core import spline
 from kanpde.core.activations import silu_derivatives
 from kanpde.core.engines import KERNELS
 from kanpde.core.jet import Channels, Jet, make_channels
-from kanpde.nn.common import check_points, check_widths
-from kanpde.nn.kan_jet import layer_jet
+from kanpde.nn._checks import check_points, check_widths
+from kanpde.nn._kan_jet import layer_jet
 from kanpde.nn.symbolic import edge_triple, primitive
 
 
@@ -59,7 +59,7 @@ def spline_layer_jet(
 
     and the rows are ``sum_{i, r} a[p, c, i, r] coef[i, idx + r, :]`` plus the same with
     ``silu`` and ``base_weight``: ``(k + 1) / (G + k)`` of the work of a dense basis and no
-    dense basis tensor (see :mod:`kanpde.nn.kan_jet`).
+    dense basis tensor (see :mod:`kanpde.nn._kan_jet`).
 
     Args:
         value: ``(N, n_in)`` layer inputs ``h``.

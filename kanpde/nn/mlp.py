@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from kanpde.core.activations import ACTIVATION_VALUES, ACTIVATIONS
 from kanpde.core.jet import Channels, Jet, make_channels
-from kanpde.nn.common import check_points, check_widths
+from kanpde.nn._checks import check_points, check_widths
 
 
 class MLP(nn.Module):

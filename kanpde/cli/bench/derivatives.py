@@ -127,7 +127,7 @@ def training_step(model: nn.Module, x: Tensor, channels: Tensor, engine: str,
     Returns:
         The detached loss.
     """
-    from kanpde import compute_jet
+    from kanpde.core.engines import compute_jet
 
     f = source(x) if f is None else f
     model.zero_grad(set_to_none=True)

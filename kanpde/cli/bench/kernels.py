@@ -96,7 +96,7 @@ from kanpde.io.atomic import atomic_write_text
 VARIANTS = ("fused", "jet-torch", "autograd", "efficient-kan-autograd")
 ENGINES = {"fused": "jet-triton", "jet-torch": "jet-torch", "autograd": "autograd",
            "efficient-kan-autograd": "autograd"}
-"""Derivative engine of each variant (see :func:`kanpde.compute_jet`)."""
+"""Derivative engine of each variant (see :func:`kanpde.core.engines.compute_jet`)."""
 MODEL_KINDS = {"fused": "kan-jet", "jet-torch": "kan-jet", "autograd": "kan-autograd",
                "efficient-kan-autograd": "efficient-kan-autograd"}
 """The model of each variant, named as :func:`kanpde.cli.bench.derivatives.build_model` expects."""

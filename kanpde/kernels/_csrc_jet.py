@@ -1,6 +1,6 @@
 """C source of the fused jet of one KAN layer (forward and backward).
 
-Text compiled by :mod:`kanpde.kernels.cpu` after :mod:`kanpde.kernels.csrc_rows` (whose
+Text compiled by :mod:`kanpde.kernels.cpu` after :mod:`kanpde.kernels._csrc_rows` (whose
 micro-kernels it uses), written once for a real type ``REAL`` with a name suffix ``SFX``.
 Per point, ``jet_local`` evaluates the local features (``silu`` and the ``k + 1`` non-zero
 bases with their derivatives, from the uniform-grid table or precomputed) and the local
