@@ -19,12 +19,24 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ROOT / "problems"
 
 
+@pytest.fixture
+def test_sized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``quick`` budget cut to a test-sized schedule and tuning effort: the pipeline runs
+    whole, in seconds."""
+    monkeypatch.setitem(budgets.SCHEDULES["suite"], "quick",
+                        budgets.Schedule(100, 20, 15, 8, (3, 5)))
+    monkeypatch.setitem(budgets.TUNE_BUDGETS, "quick",
+                        {**budgets.TUNE_BUDGETS["quick"], "time_per_trial": 0.5})
+    monkeypatch.setitem(budgets.SECOND_ORDER_STEPS, "quick", {"lm": 2, "gauss_newton": 2})
+
+
 def _bench(tmp_path: Path, *args: str) -> int:
     return main(["bench", *args, "--out", str(tmp_path / "res"), "--work",
                  str(tmp_path / "runs"), "--problems-dir", str(PROBLEMS)])
 
 
-def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                   test_sized: None) -> None:
     code = _bench(tmp_path, "suite", "--problems", "poisson2d_sinsin", "--budget", "quick",
                   "--seeds", "0", "1", "--no-tuned", "--no-second-order")
     assert code == 0
@@ -55,7 +67,7 @@ def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "params" not in capsys.readouterr().err  # no per-run training line
 
 
-def test_suite_tunes_both_families_with_equal_effort(tmp_path: Path) -> None:
+def test_suite_tunes_both_families_with_equal_effort(tmp_path: Path, test_sized: None) -> None:
     import csv
 
     assert _bench(tmp_path, "suite", "--problems", "poisson2d_sinsin", "--budget", "quick",

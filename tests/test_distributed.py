@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,14 @@ from kanpde.problem import load_problem
 from kanpde.problem.sampling import unit_cube
 from kanpde.training import checkpoint as ckpt
 from kanpde.training.config import ConfigError, config_from_dict, load_config
-from kanpde.training.distributed import Context, detect, point_seed, spawn_local, tensor_hash
+from kanpde.training.distributed import (
+    AddressInUse,
+    Context,
+    detect,
+    point_seed,
+    spawn_local,
+    tensor_hash,
+)
 from kanpde.training.points import sample_points
 from kanpde.training.solve import solve
 
@@ -101,6 +109,8 @@ def _job(job: dict, problem) -> dict[str, Any]:
     try:
         res = solve(problem, job["config"], checkpoint_dir=job.get("out"),
                     resume=job.get("resume"), progress=False, callback=cb)
+    except AddressInUse:  # spawn_local starts the processes again on another port
+        raise
     except Exception as err:  # reported to the test, which decides
         return {"error": f"{type(err).__name__}: {err}"}
     return {"state": {k: np.array(v) for k, v in res.model_state.items()},
@@ -117,6 +127,8 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict], out: str) -> Non
         problem = load_problem(PROBLEM)
         results = {job["name"]: _job(job, problem) for job in jobs}
         torch.save(results, Path(out) / f"rank{rank}.pt")
+    except AddressInUse:
+        raise
     except BaseException:
         (Path(out) / f"rank{rank}.err").write_text(traceback.format_exc())
         raise
@@ -346,3 +358,23 @@ def test_distributed_section_is_validated():
                      ({"ranks": 2}, "distributed.ranks: unknown key")):
         with pytest.raises(ConfigError, match=msg):
             config_from_dict({"distributed": bad}, source="s.toml")
+
+
+def _clashing(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 0 finds its port taken on the first launch; rank 1 waits for it meanwhile."""
+    first = not (Path(out) / "tried").exists()
+    if first and rank == 0:
+        (Path(out) / "tried").write_text(str(port))
+        raise AddressInUse(f"rank 0: cannot listen on 127.0.0.1:{port}")
+    if first:
+        time.sleep(10 * DEADLINE_S)  # as a rank waiting for a rendezvous that never comes
+    (Path(out) / f"rank{rank}").write_text(str(port))
+
+
+def test_a_taken_port_is_retried_on_another(tmp_path):
+    """The launch is repeated on a new port, the waiting rank stopped (not awaited)."""
+    codes, hung = spawn_local(_clashing, 2, (str(tmp_path),), DEADLINE_S)
+    assert codes == [0, 0] and not hung
+    first = (tmp_path / "tried").read_text()
+    used = {(tmp_path / f"rank{r}").read_text() for r in range(2)}
+    assert len(used) == 1 and first not in used  # both ranks moved to a new port

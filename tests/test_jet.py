@@ -8,7 +8,7 @@ from kanpde import KAN, MLP, autograd_jet
 from kanpde.core.engines import compute_jet
 from kanpde.core.jet import Channels
 from kanpde.nn import AffineMap, Chain, FourierFeatures, PeriodicEmbedding
-from kanpde.nn.kan import KANLayer
+from kanpde.nn.kan_layer import KANLayer
 
 DT = torch.float64
 RTOL = 1e-10
@@ -175,7 +175,7 @@ def test_kan_layer_gradcheck():
         return jet.value, jet.grad, jet.second
 
     def fn_params(v, g, s, coef, base):
-        from kanpde.nn.kan import spline_layer_jet
+        from kanpde.nn.kan_layer import spline_layer_jet
         quad = w.quad(g)
         return spline_layer_jet(v, g, s, quad, layer.knots, layer.k, layer.uniform,
                                 layer.spline_scale[:, None, :].detach() * coef, base)

@@ -7,7 +7,7 @@ import torch
 
 from kanpde import KAN, MLP
 from kanpde.nn import AffineMap, Chain, PeriodicEmbedding
-from kanpde.nn.kan import KANLayer
+from kanpde.nn.kan_layer import KANLayer
 
 DT = torch.float64
 

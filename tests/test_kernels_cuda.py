@@ -3,7 +3,7 @@
 Runs only where ``torch.cuda.is_available()`` (the module is skipped otherwise, with the reason
 shown by ``-ra``). The default suite checks the same kernels under the Triton interpreter
 (``tests/test_kernels.py``); this file checks the *compiled* kernels: one layer
-(:func:`kanpde.kernels.kan_layer_jet` against :func:`kanpde.nn.kan.spline_layer_jet` on CUDA
+(:func:`kanpde.kernels.kan_layer_jet` against :func:`kanpde.nn.kan_layer.spline_layer_jet` on CUDA
 tensors, forward and every cotangent) and whole KANs (engine ``"jet-triton"`` against
 ``"jet-torch"``, values, gradients, channels and parameter gradients), in float64 to 1e-10 and
 in float32 against float64, at the test sizes of ``tests/test_kernels.py`` and at
@@ -37,7 +37,7 @@ import kanpde.kernels  # noqa: E402  (after the skips: nothing to import without
 from kanpde import KAN  # noqa: E402
 from kanpde.core.engines import compute_jet
 from kanpde.kernels import kan_layer_jet  # noqa: E402
-from kanpde.nn.kan import spline_layer_jet  # noqa: E402
+from kanpde.nn.kan_layer import spline_layer_jet  # noqa: E402
 
 F64, F32 = torch.float64, torch.float32
 CUDA = torch.device("cuda")

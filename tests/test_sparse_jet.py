@@ -18,7 +18,7 @@ from kanpde.core.activations import silu_derivatives
 from kanpde.core.jet import Channels, Jet
 from kanpde.kernels import cpu
 from kanpde.kernels.contract import local_contract
-from kanpde.nn.kan import KANLayer, spline_layer_jet
+from kanpde.nn.kan_layer import KANLayer, spline_layer_jet
 
 DT = torch.float64
 TOL = 1e-12

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from kanpde.nn.embed import AffineMap
-from kanpde.nn.kan import KAN, KANLayer
+from kanpde.nn.kan import KAN
+from kanpde.nn.kan_layer import KANLayer
 from kanpde.nn.symbolic import primitive
 
 

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from kanpde.interpret.importance import Importance, importance
-from kanpde.nn.kan import KAN, KANLayer
+from kanpde.nn.kan import KAN
+from kanpde.nn.kan_layer import KANLayer
 from kanpde.nn.parts import grid_sizes, network, trainable_parameters
 
 

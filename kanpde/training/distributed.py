@@ -51,12 +51,20 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Context", "DistributedError", "Launch", "SINGLE", "context", "detect",
-           "free_port", "point_seed", "process_group", "spawn_local", "tensor_hash"]
+__all__ = ["AddressInUse", "Context", "DistributedError", "Launch", "SINGLE", "context",
+           "detect", "point_seed", "process_group", "spawn_local", "tensor_hash"]
 
 
 class DistributedError(RuntimeError):
     """A collective failed (another rank stopped or is unreachable) or the ranks diverged."""
+
+
+class AddressInUse(DistributedError):
+    """Rank 0 could not listen on ``MASTER_PORT``: another process holds it."""
+
+
+#: the exit status of a :func:`spawn_local` process whose rendezvous port was taken
+EXIT_ADDRESS_IN_USE = 98
 
 
 @dataclass(frozen=True)
@@ -143,9 +151,11 @@ def init(launch: Launch, device: torch.device, backend: str = "auto",
                                 world_size=launch.world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
     except (RuntimeError, ValueError) as err:
-        raise DistributedError(f"rank {launch.rank}: cannot join the process group at "
-                               f"{launch.master_addr}:{launch.master_port} "
-                               f"({_first_line(err)})") from err
+        text = str(err)
+        kind = AddressInUse if "EADDRINUSE" in text or "address already in use" in \
+            text.lower() else DistributedError
+        raise kind(f"rank {launch.rank}: cannot join the process group at "
+                   f"{launch.master_addr}:{launch.master_port} ({_first_line(err)})") from err
 
 
 def rank_device(device: torch.device, local_rank: int) -> torch.device:
@@ -338,42 +348,66 @@ def context(scaling: str = "strong", device: torch.device | None = None,
     return Context(launch.rank, launch.world_size, launch.local_rank, scaling)
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface (for a local process group)."""
-    import socket
+def _rank_main(target: Any, rank: int, world: int, port: int, args: Sequence[Any]) -> None:
+    """A :func:`spawn_local` process: ``target``, exiting with :data:`EXIT_ADDRESS_IN_USE`
+    when its rendezvous port turned out to be taken."""
+    try:
+        target(rank, world, port, *args)
+    except AddressInUse:
+        os._exit(EXIT_ADDRESS_IN_USE)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def spawn_local(target: Any, world: int, args: Sequence[Any], timeout: float
-                ) -> tuple[list[int | None], bool]:
+def spawn_local(target: Any, world: int, args: Sequence[Any], timeout: float,
+                attempts: int = 5) -> tuple[list[int | None], bool]:
     """Run ``target(rank, world, port, *args)`` in ``world`` spawned local processes.
 
-    For benchmarks and tests of a local gloo/NCCL group without ``torchrun``: ``port`` is a
-    free port for ``MASTER_PORT``. Processes still running after ``timeout`` seconds are
-    killed.
+    For benchmarks and tests of a local gloo/NCCL group without ``torchrun``: ``port`` is the
+    ``MASTER_PORT`` to use, drawn at random from the dynamic range. When another process
+    holds it (rank 0 raises :class:`AddressInUse`: no probe can reserve a port for another
+    process), the processes are stopped and started again on another port, up to
+    ``attempts`` times. Processes still running after ``timeout`` seconds are killed.
 
     Returns:
         The exit codes in rank order and whether any process had to be killed.
     """
     import multiprocessing
-    import time
+    import random
 
     ctx = multiprocessing.get_context("spawn")
-    port = free_port()
-    procs = [ctx.Process(target=target, args=(r, world, port, *args)) for r in range(world)]
+    ports = random.Random()
+    for _ in range(attempts - 1):
+        codes, hung, clash = _run_once(ctx, target, world, ports.randrange(20000, 60000),
+                                       args, timeout)
+        if not clash:
+            return codes, hung
+    codes, hung, _ = _run_once(ctx, target, world, ports.randrange(20000, 60000), args,
+                               timeout)
+    return codes, hung
+
+
+def _run_once(ctx: Any, target: Any, world: int, port: int, args: Sequence[Any],
+              timeout: float) -> tuple[list[int | None], bool, bool]:
+    """One launch: exit codes, whether a process had to be killed, whether the port was
+    taken (then the others are stopped at once)."""
+    import time
+
+    procs = [ctx.Process(target=_rank_main, args=(target, r, world, port, args))
+             for r in range(world)]
     for p in procs:
         p.start()
     end = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(end - time.monotonic(), 0.1))
+    clash = False
+    while any(p.is_alive() for p in procs) and time.monotonic() < end and not clash:
+        clash = any(p.exitcode == EXIT_ADDRESS_IN_USE for p in procs)
+        time.sleep(0.02)
+    clash = clash or any(p.exitcode == EXIT_ADDRESS_IN_USE for p in procs)
     hung = [p for p in procs if p.is_alive()]
     for p in hung:
         p.kill()
         p.join()
-    return [p.exitcode for p in procs], bool(hung)
+    for p in procs:
+        p.join()
+    return [p.exitcode for p in procs], bool(hung) and not clash, clash
 
 
 def is_main_process() -> bool:

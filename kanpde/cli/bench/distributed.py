@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from kanpde.cli.bench import common
+from kanpde.training.distributed import AddressInUse
 
 DEFAULT_PROBLEM = "problems/poisson2d_sinsin.py"
 MODELS = ("kan", "mlp")
@@ -95,6 +96,8 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
         result = _measure(spec)
         if rank == 0:
             Path(out, "result.json").write_text(json.dumps(result))
+    except AddressInUse:  # spawn_local starts the processes again on another port
+        raise
     except BaseException:
         Path(out, f"rank{rank}.err").write_text(traceback.format_exc())
         raise
