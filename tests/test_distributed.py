@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -360,20 +359,11 @@ def test_distributed_section_is_validated():
             config_from_dict({"distributed": bad}, source="s.toml")
 
 
-def _clashing(rank: int, world: int, port: int, out: str) -> None:
-    """Rank 0 finds its port taken on the first launch; rank 1 waits for it meanwhile."""
-    first = not (Path(out) / "tried").exists()
-    if first and rank == 0:
-        (Path(out) / "tried").write_text(str(port))
-        raise AddressInUse(f"rank 0: cannot listen on 127.0.0.1:{port}")
-    if first:
-        time.sleep(10 * DEADLINE_S)  # as a rank waiting for a rendezvous that never comes
-    (Path(out) / f"rank{rank}").write_text(str(port))
-
-
 def test_a_taken_port_is_retried_on_another(tmp_path):
     """The launch is repeated on a new port, the waiting rank stopped (not awaited)."""
-    codes, hung = spawn_local(_clashing, 2, (str(tmp_path),), DEADLINE_S)
+    from spawned import clashing
+
+    codes, hung = spawn_local(clashing, 2, (str(tmp_path), 10 * DEADLINE_S), DEADLINE_S)
     assert codes == [0, 0] and not hung
     first = (tmp_path / "tried").read_text()
     used = {(tmp_path / f"rank{r}").read_text() for r in range(2)}

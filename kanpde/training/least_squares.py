@@ -1,4 +1,5 @@
-"""The loss of a run as a least-squares problem, and the second-order iteration of a run.
+"""The loss of a run as a least-squares problem, the history columns of second-order stages,
+and the check that a dense stage fits.
 
 :class:`LeastSquares` views :class:`~kanpde.training.loss.PinnLoss` at the run's points as
 ``L(theta) = ||rho(theta)||^2`` over the optimised parameters: the loss, its terms and
