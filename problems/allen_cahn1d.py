@@ -5,7 +5,7 @@ Domain:      x in [-1, 1] periodic, t in [0, 1]; coordinates (x, t), time last
 Conditions:  u(-1, t) = u(1, t) and u_x(-1, t) = u_x(1, t) (Periodic in x);
              u(x, 0) = x^2 cos(pi x) (Initial)
 Reference:   data/allen_cahn1d.h5: Fourier pseudo-spectral in x (8192 modes) with ETDRK4 in
-             time (kanpde.problem.classical.allen_cahn), stored on 2049 x 101 points and
+             time (kanpde.classical.allen_cahn), stored on 2049 x 101 points and
              interpolated by a tensor-product cubic spline (max interpolation error about
              2e-6). No closed form: the solution develops metastable interfaces of width about
              sqrt(eps / gamma) = 4.5e-3. The initial data have a kink at x = +-1 in the

@@ -4,7 +4,7 @@ PDE:         u_t + u u_x = nu u_xx,  nu = 0.01 / pi
 Domain:      x in [-1, 1], t in [0, 1]; coordinates (x, t), time last
 Conditions:  u(x, 0) = -sin(pi x) (Initial); u(-1, t) = u(1, t) = 0 (Dirichlet)
 Reference:   data/burgers1d.h5, the Cole-Hopf solution by Gauss-Hermite quadrature
-             (kanpde.problem.classical.burgers) on a 513 x 201 grid refined towards x = 0,
+             (kanpde.classical.burgers) on a 513 x 201 grid refined towards x = 0,
              interpolated by a tensor-product cubic spline (max interpolation error about
              2e-7). No closed form: the front at x = 0 reaches |u_x| = 152 at t = 0.51.
 Source:      Basdevant et al., Comput. Fluids 14 (1986) 23-41; Raissi, Perdikaris &

@@ -14,7 +14,7 @@ import torch
 from scipy.interpolate import RegularGridInterpolator
 
 from kanpde.io.reference_files import load_reference, save_grid_reference, save_scattered_reference
-from kanpde.problem.classical import (
+from kanpde.classical import (
     BURGERS_NU,
     allen_cahn_etdrk4,
     allen_cahn_time_grid,
@@ -397,7 +397,7 @@ def test_allen_cahn_generator_layout(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_generator_reproduces_stored_files(tmp_path: Path) -> None:
-    from kanpde.problem.classical.__main__ import main
+    from kanpde.classical.__main__ import main
 
     assert main(["--out", str(tmp_path)]) == 0
     for name in ("burgers1d.h5", "allen_cahn1d.h5"):

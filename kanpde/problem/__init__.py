@@ -1,6 +1,6 @@
 """What to solve: :class:`Problem`, its conditions, the residual API (:class:`Scope`), domains
-(:mod:`kanpde.problem.geometry`), samplers, reference solutions and classical reference
-solvers.
+(:mod:`kanpde.problem.geometry`), samplers and reference solutions (the classical solvers that
+make the stored references are in :mod:`kanpde.classical`).
 
 * :mod:`~kanpde.problem.problem`: :class:`Problem` and :class:`SolutionField`;
 * :mod:`~kanpde.problem.load`: :func:`load_problem` (problem files) and :func:`check_problem`;
@@ -8,7 +8,6 @@ solvers.
 * :mod:`~kanpde.problem.scope`: what a residual sees (:class:`Scope`, :class:`FieldView`);
 * :mod:`~kanpde.problem.geometry`: domains; :mod:`~kanpde.problem.sampling`: samplers;
 * :mod:`~kanpde.problem.reference`: exact and interpolated reference solutions;
-* :mod:`~kanpde.problem.classical`: classical solvers that make stored references;
 * :mod:`~kanpde.problem.usercode`: calls into the problem file's functions, one-line errors;
 * :mod:`~kanpde.problem.exactcheck`: does the exact solution solve the problem?
 """

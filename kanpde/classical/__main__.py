@@ -1,4 +1,4 @@
-"""Regenerate the stored reference files: ``python -m kanpde.problem.classical --out DIR``.
+"""Regenerate the stored reference files: ``python -m kanpde.classical --out DIR``.
 
 Writes ``burgers1d.h5`` and ``allen_cahn1d.h5`` (grid layout of :mod:`kanpde.io.reference_files`) at
 the default resolutions, which are exactly those of the committed files, and prints the error
@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kanpde.problem.classical.allen_cahn import make_allen_cahn_reference
-from kanpde.problem.classical.burgers import make_burgers_reference
+from kanpde.classical.allen_cahn import make_allen_cahn_reference
+from kanpde.classical.burgers import make_burgers_reference
 
 _MAKERS: dict[str, tuple[str, Callable[..., dict[str, float]]]] = {
     "burgers": ("burgers1d.h5", make_burgers_reference),
@@ -25,7 +25,7 @@ _MAKERS: dict[str, tuple[str, Callable[..., dict[str, float]]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, write the requested reference files; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m kanpde.problem.classical", description=__doc__.splitlines()[0]
+        prog="python -m kanpde.classical", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    command = " ".join(["python -m kanpde.problem.classical", *argv])
+    command = " ".join(["python -m kanpde.classical", *argv])
     if not args.out.is_dir():
         parser.error(f"--out {args.out}: not an existing directory")
     for name in args.only:

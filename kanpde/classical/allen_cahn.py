@@ -198,7 +198,7 @@ def make_allen_cahn_reference(
     n_check_times: int = 400,
     n_check_x: int = 25,
     seed: int = 0,
-    command: str = "python -m kanpde.problem.classical --out problems/data",
+    command: str = "python -m kanpde.classical --out problems/data",
 ) -> dict[str, float]:
     """Compute the Allen–Cahn reference and store it in the grid layout.
 
@@ -271,7 +271,7 @@ def make_allen_cahn_reference(
         "method": f"Fourier pseudo-spectral in x (n_x={n_x}, no dealiasing), ETDRK4 in time "
         f"(Cox-Matthews 2002; Kassam-Trefethen 2005 contour coefficients, 32 points), "
         f"dt <= {dt}, L = eps u_xx, N = gamma (u - u^3) "
-        "(kanpde.problem.classical.allen_cahn.allen_cahn_etdrk4)",
+        "(kanpde.classical.allen_cahn.allen_cahn_etdrk4)",
         "resolution": f"x: {x_store.size} uniform points on [-1, 1] (every {store_every}th of "
         f"the n_x={n_x} grid, plus x = 1); t: {n_t} points t_j = (j/{n_t - 1})^{t_power} "
         f"rounded to multiples of {dt}",

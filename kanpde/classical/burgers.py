@@ -154,7 +154,7 @@ def make_burgers_reference(
     n_quad: int = 300,
     n_check: int = 20000,
     seed: int = 0,
-    command: str = "python -m kanpde.problem.classical --out problems/data",
+    command: str = "python -m kanpde.classical --out problems/data",
 ) -> dict[str, float]:
     """Compute the Burgers reference on :func:`burgers_grid` and store it (grid layout).
 
@@ -193,7 +193,7 @@ def make_burgers_reference(
         "coordinates": "x,t",
         "layout": "values[i, j, 0] = u(axes/0[i], axes/1[j])",
         "method": f"Cole-Hopf transform, Gauss-Hermite quadrature with n_quad={n_quad} nodes "
-        "(kanpde.problem.classical.burgers.burgers_cole_hopf); exact up to quadrature and "
+        "(kanpde.classical.burgers.burgers_cole_hopf); exact up to quadrature and "
         "round-off",
         "resolution": f"x: {n_x} points x_i = sinh({stretch} xi_i)/sinh({stretch}), xi uniform "
         f"on [-1, 1]; t: {n_t} uniform points on [0, 1]",
