@@ -13,7 +13,6 @@ import scipy.sparse.linalg as ssl
 import torch
 from scipy.interpolate import RegularGridInterpolator
 
-from kanpde.io.reference_files import load_reference, save_grid_reference, save_scattered_reference
 from kanpde.classical import (
     BURGERS_NU,
     allen_cahn_etdrk4,
@@ -23,6 +22,7 @@ from kanpde.classical import (
     make_allen_cahn_reference,
     make_burgers_reference,
 )
+from kanpde.io.reference_files import load_reference, save_grid_reference, save_scattered_reference
 from kanpde.problem.reference import ExactSolution, GridData, ScatteredData
 
 DATA = Path(__file__).resolve().parents[1] / "problems" / "data"
