@@ -168,3 +168,25 @@ def test_a_run_outlives_its_problem_file(tmp_path, solvers, capsys):
     printed = capsys.readouterr().out
     assert "is gone; using the copy stored in its result.h5" in printed
     assert (tmp_path / "explained" / "explain.json").is_file()
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_debug_keeps_the_exit_status(tmp_path, debug):
+    """``--debug`` shows the traceback instead of the one line; the process exits with the
+    same status (2, bad input) either way."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "kanpde", *debug, "check",
+                           str(tmp_path / "nope.py")], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    if debug:
+        assert "Traceback (most recent call last)" in proc.stderr
+        assert "nope.py" in proc.stderr and "kanpde: error:" not in proc.stderr
+    else:
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kanpde: error: ") \
+            and "nope.py" in lines[0]
