@@ -190,3 +190,28 @@ def test_debug_keeps_the_exit_status(tmp_path, debug):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("kanpde: error: ") \
             and "nope.py" in lines[0]
+
+
+def test_run_files_get_the_users_umask(tmp_path, solvers, capsys):
+    """Under umask 022 every file of a run (checkpoints, result, summary, figures, exports,
+    predictions) is 0644 and every directory 0755, so collaborators can read them."""
+    import os
+    import stat
+
+    out = tmp_path / "run"
+    previous = os.umask(0o022)
+    try:
+        assert main(["solve", PROBLEM, "--solver", solvers[0], "--out", str(out),
+                     "--quiet"]) == 0
+        assert main(["plot", str(out)]) == 0
+        assert main(["export", str(out), "--format", "xdmf"]) == 0
+        np.save(tmp_path / "pts.npy", np.array([[0.5, 0.5]]))
+        assert main(["predict", str(out), str(tmp_path / "pts.npy")]) == 0
+    finally:
+        os.umask(previous)
+    names = {p.name for p in out.rglob("*")}
+    assert {"checkpoint.pt", "result.h5", "summary.json", "solution.png", "history.png",
+            "fields.xdmf", "fields.h5", "predictions.npy"} <= names, names
+    for path in out.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
