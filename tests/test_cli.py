@@ -161,7 +161,8 @@ def test_a_run_outlives_its_problem_file(tmp_path, solvers, capsys):
     capsys.readouterr()
     assert main(["predict", str(out), str(tmp_path / "pts.npy"), "--out",
                  str(tmp_path / "values.npy")]) == 0
-    np.testing.assert_array_equal(np.load(tmp_path / "values.npy"), expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "values.npy"),
+                                  np.concatenate([pts, expected], axis=1))
     assert main(["export", str(out)]) == 0
     assert (out / "fields.vtu").is_file()
     assert main(["explain", str(out), "--out", str(tmp_path / "explained")]) == 0
@@ -215,3 +216,54 @@ def test_run_files_get_the_users_umask(tmp_path, solvers, capsys):
     for path in out.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+
+
+@pytest.fixture(scope="module")
+def heat_run(tmp_path_factory) -> Path:
+    """A tiny MLP run of the shipped 1-D + time problem heat1d."""
+    out = tmp_path_factory.mktemp("heat") / "run"
+    assert main(["solve", str(ROOT / "problems" / "heat1d.py"), "--solver",
+                 str(ROOT / "solvers" / "mlp_tiny.toml"), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_predict_names_its_columns_and_warns_outside_the_domain(tmp_path, heat_run, capsys):
+    """predict writes coordinates and values under the problem's names (x,t,u on a space-time
+    problem) in every format, and warns in one line, with a count, about points outside the
+    domain's bounding box, where the model extrapolates."""
+    import h5py
+
+    from kanpde.io.run import load_run
+
+    out = heat_run
+    result = load_run(out).result
+    lo, hi = result.domain_box()
+    assert result.bounds is not None and result.coord_names() == ("x", "t")
+    inside = lo + np.random.default_rng(0).uniform(0, 1, (5, 2)) * (hi - lo)
+    pts = np.concatenate([inside, [[0.5 * (lo[0] + hi[0]), lo[1] - 1.0],
+                                   [hi[0] + 0.5, hi[1]]], [lo, hi]])
+    np.save(tmp_path / "pts.npy", pts)
+    expected = result.predict(pts)
+    capsys.readouterr()
+    for name in ("v.csv", "v.npy", "v.h5"):
+        assert main(["predict", str(out), str(tmp_path / "pts.npy"), "--out",
+                     str(tmp_path / name)]) == 0
+        captured = capsys.readouterr()
+        warning = captured.err.strip().splitlines()
+        assert len(warning) == 1 and warning[0].startswith("kanpde: warning: ")
+        assert "2 of 9 points lie outside the domain's bounding box" in warning[0]
+        assert "x in [" in warning[0] and "t in [" in warning[0]
+        assert "columns x,t,u" in captured.out
+    lines = (tmp_path / "v.csv").read_text().splitlines()
+    assert lines[0] == "x,t,u" and len(lines) == 10
+    table = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+    np.testing.assert_array_equal(table, np.concatenate([pts, expected], axis=1))
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), table)
+    with h5py.File(tmp_path / "v.h5") as f:
+        assert list(f.attrs["coords"]) == ["x", "t"] and list(f.attrs["fields"]) == ["u"]
+        np.testing.assert_array_equal(f["points"][()], pts)
+        np.testing.assert_array_equal(f["prediction"][()], expected)
+    np.save(tmp_path / "in.npy", inside)  # inside only: no warning
+    assert main(["predict", str(out), str(tmp_path / "in.npy"), "--out",
+                 str(tmp_path / "w.csv")]) == 0
+    assert capsys.readouterr().err == ""

@@ -305,17 +305,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``kanpde predict DIR POINTS [--out FILE]``: the trained model at new points (needs
-    neither the problem nor the solver file)."""
-    from kanpde.io.points import predict_points, write_predictions
+    neither the problem nor the solver file). Writes the points and the values together,
+    named by the problem's coordinates and fields, and warns (one line, with a count) when
+    points lie outside the domain's bounding box, where the model extrapolates."""
+    from kanpde.io.points import outside_box, predict, read_points, write_predictions
     from kanpde.io.run import load_run
     from kanpde.io.rundir import check_output_name
 
     run = load_run(args.run)
-    values = predict_points(run.model, args.points)
     out = check_output_name(args.out, "--out") if args.out else \
         Path(args.run) / "predictions.npy"
-    write_predictions(values, out)
-    print(f"wrote {out} ({values.shape[0]} points x {values.shape[1]} fields)")
+    points = read_points(args.points, getattr(run.model, "in_dim", None))
+    values = predict(run.model, points)
+    box = run.result.domain_box()
+    if box is not None and box[0].size == points.shape[1]:
+        outside = int(outside_box(points, *box).sum())
+        if outside:
+            ranges = ", ".join(f"{c} in [{lo:g}, {hi:g}]" for c, lo, hi
+                               in zip(run.result.coord_names(), *box, strict=True))
+            print(f"kanpde: warning: {args.points}: {outside} of {points.shape[0]} points lie "
+                  f"outside the domain's bounding box ({ranges}); the model extrapolates "
+                  "there", file=sys.stderr)
+    write_predictions(values, out, points=points, coords=run.result.coord_names(),
+                      fields=run.result.field_names())
+    names = ",".join((*run.result.coord_names(), *run.result.field_names()))
+    print(f"wrote {out} ({values.shape[0]} points x {values.shape[1]} fields; columns "
+          f"{names})")
     return 0
 
 
@@ -392,7 +407,9 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("predict", help="evaluate a trained model on new points")
     p.add_argument("run", metavar="DIR")
     p.add_argument("points", help="points file: .npy, .csv or .h5 (dataset 'points')")
-    p.add_argument("--out", help="output file (.npy, .csv, .h5); default DIR/predictions.npy")
+    p.add_argument("--out", help="output file (.csv, .npy, .h5): the points' coordinates then "
+                                 "the fields, named by the problem (e.g. x,t,u); default "
+                                 "DIR/predictions.npy")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("explain", help="importance, pruning and formula of a KAN run",
