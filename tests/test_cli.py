@@ -267,3 +267,57 @@ def test_predict_names_its_columns_and_warns_outside_the_domain(tmp_path, heat_r
     assert main(["predict", str(out), str(tmp_path / "in.npy"), "--out",
                  str(tmp_path / "w.csv")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_compare_reuses_only_runs_of_the_same_problem_and_solver(tmp_path, solvers, capsys):
+    """compare reuses a finished run only when its problem source and resolved solver
+    configuration are the ones it would use now (saying so per run); after the solver file
+    or the problem file is edited it refuses in one line, and --rerun trains the changed runs
+    again, keeping the old directories as DIR.stale-N."""
+    import shutil
+
+    problem = tmp_path / "sinsin.py"
+    shutil.copy(PROBLEM, problem)
+    out = tmp_path / "cmp"
+    kan_dir, mlp_dir = out / "kan_micro-seed0", out / "mlp_micro-seed0"
+    args = ["compare", str(problem), "--solvers", *solvers, "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    stamps = {d: (d / "summary.json").stat().st_mtime_ns for d in (kan_dir, mlp_dir)}
+    capsys.readouterr()
+
+    assert main(args) == 0  # nothing changed: both reused, one line each
+    printed = capsys.readouterr().out
+    for d in (kan_dir, mlp_dir):
+        assert f"reused {d} (same problem and solver)" in printed
+        assert (d / "summary.json").stat().st_mtime_ns == stamps[d]
+
+    kan = Path(solvers[0])  # edit the KAN's solver file: its run is stale
+    kan.write_text(kan.read_text().replace("steps = 6", "steps = 7"))
+    assert main(args) == 2
+    line = _error_line(capsys)
+    assert f"compare: {kan_dir} was made with another problem or solver" in line
+    assert "stages[0].steps" in line and "use a new --out, or --rerun" in line
+    assert (kan_dir / "summary.json").stat().st_mtime_ns == stamps[kan_dir]
+
+    assert main([*args, "--rerun"]) == 0
+    printed = capsys.readouterr().out
+    assert f"moved {kan_dir} aside to {out / 'kan_micro-seed0.stale-1'}" in printed
+    assert f"reused {mlp_dir} (same problem and solver)" in printed
+    assert f"reused {kan_dir}" not in printed
+    assert json.loads((kan_dir / "summary.json").read_text())["steps"] == 10
+    old = json.loads((out / "kan_micro-seed0.stale-1" / "summary.json").read_text())
+    assert old["steps"] == 9  # the old run is kept, untouched
+    assert main(args) == 0 and f"reused {kan_dir}" in capsys.readouterr().out
+
+    problem.write_text(problem.read_text() + "\n# edited\n")  # edit the problem: all stale
+    assert main(args) == 2
+    line = _error_line(capsys)
+    assert "the problem file" in line and "changed" in line and "1 more run" in line
+    assert main([*args, "--rerun"]) == 0
+    printed = capsys.readouterr().out
+    assert f"aside to {out / 'kan_micro-seed0.stale-2'}" in printed
+    assert f"aside to {out / 'mlp_micro-seed0.stale-1'}" in printed
+    assert "reused" not in printed
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "kan_micro-seed0", "kan_micro-seed0.stale-1", "kan_micro-seed0.stale-2",
+        "mlp_micro-seed0", "mlp_micro-seed0.stale-1"]

@@ -222,6 +222,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ValueError(f"--solvers: solver names must differ, got {', '.join(names)}")
     out = Path(args.out)
+    overrides = {seed: {**_overrides(args), "seed": seed} for seed in args.seeds}
+    _set_aside_stale_runs(problem, configs, args, out, overrides)
     records = []
     code = 0
     for config, name in zip(configs, names, strict=True):
@@ -229,13 +231,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             run_dir = out / safe_name(f"{name}-seed{seed}")
             done = run_dir / "summary.json"
             if done.is_file() and load_summary(run_dir).get("status") == "ok":
-                summary = load_summary(run_dir)  # finished earlier: keep it
+                summary = load_summary(run_dir)  # same problem and solver (checked above)
+                if _is_main():
+                    print(f"reused {run_dir} (same problem and solver)")
             else:
-                overrides = {**_overrides(args), "seed": seed}
                 resume = (run_dir / "checkpoint.pt").is_file()
                 with claim(run_dir, resume=resume, flag="compare: run directory",
                            active=_is_main()):
-                    summary = _run_one(problem, config, run_dir, overrides=overrides,
+                    summary = _run_one(problem, config, run_dir, overrides=overrides[seed],
                                        resume=resume, quiet=args.quiet)
             summary.setdefault("solver", name)
             records.append({**summary, "run_dir": str(run_dir)})
@@ -272,6 +275,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'} and "
           "each run's solution.png and history.png (one colour scale for all runs)")
     return code
+
+
+def _set_aside_stale_runs(problem, configs, args: argparse.Namespace, out: Path,
+                          overrides: dict[int, dict[str, Any]]) -> None:
+    """Refuse (or, with ``--rerun``, move aside to ``DIR.stale-N``) every run directory under
+    ``out`` made with another problem source or resolved configuration than the one
+    ``compare`` would make now (:mod:`kanpde.cli.reuse`); before anything is trained."""
+    from kanpde.cli.reuse import move_aside, stale_reason
+    from kanpde.io.rundir import LOCK_FILE, safe_name
+
+    stale = []
+    for config in configs:
+        for seed in args.seeds:
+            run_dir = out / safe_name(f"{config.name}-seed{seed}")
+            reason = stale_reason(run_dir, config.with_overrides(overrides[seed]).to_dict(),
+                                  problem)
+            if reason is not None:
+                stale.append((run_dir, reason))
+    if not stale:
+        return
+    run_dir, reason = stale[0]
+    more = f" (and {len(stale) - 1} more run(s))" if len(stale) > 1 else ""
+    if not args.rerun:
+        raise ValueError(f"compare: {run_dir} was made with another problem or solver: "
+                         f"{reason}{more}; use a new --out, or --rerun to train the changed "
+                         "runs again (the old directories are kept as DIR.stale-N)")
+    if not _is_main():  # rank 0 moves them
+        return
+    for run_dir, reason in stale:
+        if (run_dir / LOCK_FILE).exists():
+            raise ValueError(f"compare: {run_dir} is in use ({run_dir / LOCK_FILE}); "
+                             "--rerun moves only runs that no process holds")
+        moved = move_aside(run_dir)
+        print(f"moved {run_dir} aside to {moved} ({reason}); training it again")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -387,11 +424,18 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("compare", help="several solvers x seeds on one problem",
                        description="Train every solver with every seed; writes one run "
                                    "directory each plus compare.json, compare.md and "
-                                   "compare.png. Finished runs are kept and not redone.")
+                                   "compare.png. A finished run of the same problem source "
+                                   "and resolved solver configuration is reused (one line "
+                                   "says so); one made with another is refused unless "
+                                   "--rerun.")
     p.add_argument("problem")
     p.add_argument("--solvers", nargs="+", required=True, metavar="SOLVER.toml")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--rerun", action="store_true",
+                   help="train again the runs under --out whose problem file or solver "
+                        "configuration changed; their old directories are renamed "
+                        "DIR.stale-N (nothing is deleted)")
     overrides(p)
     p.set_defaults(func=cmd_compare)
 
