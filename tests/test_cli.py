@@ -321,3 +321,66 @@ def test_compare_reuses_only_runs_of_the_same_problem_and_solver(tmp_path, solve
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
         "kan_micro-seed0", "kan_micro-seed0.stale-1", "kan_micro-seed0.stale-2",
         "mlp_micro-seed0", "mlp_micro-seed0.stale-1"]
+
+
+def test_export_time_series_has_one_step_per_time_slice(tmp_path, heat_run, capsys):
+    """A space-time run (heat1d, x and t) exports as one file with t as a second axis, or with
+    --time-series as an XDMF time series or a PVD collection: one step per time value of the
+    evaluation set, each holding the model's values on the spatial points at that time."""
+    import re
+    import shutil
+
+    import meshio
+
+    from kanpde.io.run import load_run
+
+    out = tmp_path / "heat"
+    shutil.copytree(heat_run, out)
+    result = load_run(out).result
+    pts = result.points
+    times = np.unique(pts[:, 1])
+    assert times.size > 2 and result.coord_names() == ("x", "t")
+
+    def check_step(t: float, mesh_points: np.ndarray, values: np.ndarray) -> None:
+        x = mesh_points[:, 0]
+        assert np.all(mesh_points[:, 1:] == 0.0)  # space only: t is the step, not an axis
+        np.testing.assert_allclose(values, result.predict(np.c_[x, np.full_like(x, t)])[:, 0],
+                                   rtol=1e-12, atol=1e-12)
+        assert x.size == np.count_nonzero(pts[:, 1] == t)
+
+    capsys.readouterr()
+    assert main(["export", str(out), "--format", "xdmf", "--time-series"]) == 0
+    assert "XDMF time series" in capsys.readouterr().out
+    with meshio.xdmf.TimeSeriesReader(out / "fields_series.xdmf") as reader:
+        mesh_points, cells = reader.read_points_cells()
+        assert reader.num_steps == times.size and cells[0].type == "line"
+        for k in (0, times.size // 2, times.size - 1):
+            t, data, _ = reader.read_data(k)
+            assert t == times[k] and {"u", "u_reference", "u_error"} <= set(data)
+            check_step(t, mesh_points, data["u"])
+
+    assert main(["export", str(out), "--format", "vtu", "--time-series"]) == 0
+    assert f"PVD collection of {times.size} VTU files" in capsys.readouterr().out
+    pvd = (out / "fields_series.pvd").read_text()
+    steps = re.findall(r'timestep="([^"]+)" group="" part="0" file="([^"]+)"', pvd)
+    assert [float(t) for t, _ in steps] == times.tolist()
+    for k in (0, times.size - 1):
+        mesh = meshio.read(out / steps[k][1])
+        check_step(times[k], mesh.points, mesh.point_data["u"])
+
+    assert main(["export", str(out)]) == 0  # one file: time is the second axis
+    mesh = meshio.read(out / "fields.vtu")
+    assert mesh.points.shape[0] == pts.shape[0] and np.ptp(mesh.points[:, 1]) > 0
+    capsys.readouterr()
+    assert main(["export", str(out.parent / "no-time"), "--time-series"]) == 2  # no such run
+    capsys.readouterr()
+
+
+def test_export_time_series_refuses_a_run_without_time(tmp_path, solvers, capsys):
+    out = tmp_path / "run"
+    assert main(["solve", PROBLEM, "--solver", solvers[1], "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(out), "--time-series"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"kanpde: error: export --time-series: run {out}: ")
+    assert "no time coordinate" in line

@@ -322,9 +322,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``kanpde export DIR --format vtu|xdmf``: the fields of a run for ParaView, with the mesh
-    or domain of its problem when that can be loaded (from the copy in the run)."""
-    from kanpde.io.mesh_export import export_fields
+    """``kanpde export DIR --format vtu|xdmf [--time-series]``: the fields of a run for
+    ParaView, with the mesh or domain of its problem when that can be loaded (from the copy in
+    the run); with ``--time-series`` a space-time run as one step per time value."""
+    from kanpde.io.mesh_export import export_fields, export_time_series
     from kanpde.io.run import load_run
     from kanpde.problem.scope import ProblemError
 
@@ -335,6 +336,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"kanpde: note: {str(err).splitlines()[0]}; exporting without the problem's "
               "mesh and domain", file=sys.stderr)
         problem = None
+    if args.time_series:
+        try:
+            written = export_time_series(run.result, problem, args.run, fmt=args.format)
+        except ValueError as err:
+            raise ValueError(f"export --time-series: run {args.run}: {err}") from err
+        what = "XDMF time series" if args.format == "xdmf" else \
+            f"PVD collection of {len(written) - 1} VTU files"
+        print(f"wrote {written[0]} ({what})")
+        return 0
     for path in export_fields(run.result, problem, args.run, fmt=args.format):
         print(f"wrote {path}")
     return 0
@@ -443,9 +453,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("run", metavar="DIR")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("export", help="fields for ParaView (meshio)")
+    p = sub.add_parser("export", help="fields for ParaView (meshio)",
+                       description="Write a run's fields on its evaluation points for "
+                                   "ParaView: DIR/fields.vtu or DIR/fields.xdmf (time, if "
+                                   "any, is one more axis of one file), or with "
+                                   "--time-series one step per time value.")
     p.add_argument("run", metavar="DIR")
     p.add_argument("--format", choices=("vtu", "xdmf"), default="vtu")
+    p.add_argument("--time-series", action="store_true",
+                   help="space-time runs: one step per time value over the spatial domain: "
+                        "DIR/fields_series.xdmf (+ .h5) with --format xdmf, "
+                        "DIR/fields_series.pvd with one VTU per step with --format vtu")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="evaluate a trained model on new points")
