@@ -519,4 +519,5 @@ def test_a_typo_in_the_first_csv_row_is_reported_not_taken_for_a_header(
     assert main(["predict", str(run), str(typo), "--out", str(tmp_path / "a.npy")]) == 2
     assert f"points file '{typo}': line 1: 'O.5' is not a number" in one_error(capsys)
     assert main(["predict", str(run), str(header), "--out", str(tmp_path / "b.npy")]) == 0
-    assert np.load(tmp_path / "b.npy").shape == (2, 1)
+    table = np.load(tmp_path / "b.npy")  # the points' coordinates, then the field
+    assert table.shape == (2, 3) and table[:, :2].tolist() == [[0.5, 0.5], [0.1, 0.2]]
