@@ -384,3 +384,32 @@ def test_export_time_series_refuses_a_run_without_time(tmp_path, solvers, capsys
     line = _error_line(capsys)
     assert line.startswith(f"kanpde: error: export --time-series: run {out}: ")
     assert "no time coordinate" in line
+
+
+def test_a_stopped_runs_key_comes_from_its_checkpoint(tmp_path, solvers):
+    """A run stopped before it finished (a checkpoint, no result) is keyed by the
+    configuration and problem digest its checkpoint holds."""
+    import shutil
+
+    from kanpde.cli.reuse import stale_reason
+    from kanpde.problem import load_problem
+    from kanpde.training.config import load_config
+
+    problem_file = tmp_path / "sinsin.py"
+    shutil.copy(PROBLEM, problem_file)
+    out = tmp_path / "run"
+    assert main(["solve", str(problem_file), "--solver", solvers[0], "--out", str(out),
+                 "--quiet"]) == 0
+    (out / "result.h5").unlink()
+    (out / "summary.json").unlink()
+    assert (out / "checkpoint.pt").is_file()
+    config = load_config(solvers[0]).to_dict()
+    problem = load_problem(problem_file)
+    assert stale_reason(out, config, problem) is None
+    assert stale_reason(tmp_path / "nothing-here", config, problem) is None
+    changed = {**config, "stages": [{**config["stages"][0], "lr": 0.5}, config["stages"][1]]}
+    assert stale_reason(out, changed, problem) == \
+        "the solver configuration differs in stages[0].lr"
+    problem_file.write_text(problem_file.read_text() + "\n# edited\n")
+    assert stale_reason(out, config, load_problem(problem_file)) == \
+        f"the problem file {problem_file.resolve()} changed"
