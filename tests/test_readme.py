@@ -111,3 +111,33 @@ def test_a_model_of_ones_own_trains_as_the_readme_shows(monkeypatch: pytest.Monk
     assert str(result.status) == "ok" and result.summary["engine"] == "jet"
     assert result.summary["l2_rel"] < 0.1 and scope["values"].shape == (5, 1)
     assert capsys.readouterr().out.startswith("ok jet ")
+
+
+def _shell_commands(text: str) -> list[str]:
+    return [part.strip() for part in text.split("&&")]
+
+
+def test_first_lines_install_the_runtime_for_the_main_job_and_the_test_extra_for_tests(
+) -> None:
+    """The README opens with two commands: one sets up and runs the main job with the runtime
+    package only (no triton), one installs what the tests need and runs them; .ci/run
+    installs exactly so and runs the same test command."""
+    import tomllib
+
+    main_job, tests = _blocks("bash")[0].strip().splitlines()
+    main_steps, test_steps = _shell_commands(main_job), _shell_commands(tests)
+    assert main_steps[:2] == ["pip install torch==2.13.0", "pip install -e ."]
+    assert main_steps[2].startswith("kanpde compare ") and len(main_steps) == 3
+    assert test_steps == ["pip install torch==2.13.0", 'pip install -e ".[test]"',
+                          "python -m pytest"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert not any("triton" in req for req in extras["test"])
+    assert any(req.startswith("pytest") for req in extras["test"])
+    assert "kanpde[test,gpu]" in extras["dev"] and extras["gpu"] == ["triton>=3.0"]
+    ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+          if ln.strip().startswith("python -m")]
+    installs = [ln.replace("python -m pip install --quiet", "pip install") for ln in ci
+                if " pip " in ln]
+    assert installs == test_steps[:2]
+    assert [ln for ln in ci if " pytest" in ln] == ["python -m pytest -q --durations=20"]

@@ -335,16 +335,27 @@ def test_predict_points_formats(tmp_path):
     for name in ("out.npy", "out.csv", "out.h5"):
         path = write_predictions(want, tmp_path / name, points=pts, coords=["x", "y"],
                                  fields=["u", "v"])
-        if name.endswith(".npy"):
-            back = np.load(path)
+        if name.endswith(".npy"):  # the CSV's columns: coordinates, then fields
+            table = np.load(path)
         elif name.endswith(".csv"):
             assert path.read_text().splitlines()[0] == "x,y,u,v"
-            back = read_points(path)[:, 2:]
+            table = read_points(path)
         else:
             with h5py.File(path) as f:
-                back = f["prediction"][()]
+                table = np.concatenate([f["points"][()], f["prediction"][()]], axis=1)
                 assert list(f.attrs["fields"]) == ["u", "v"]
-        np.testing.assert_array_equal(back, want)
+                assert list(f.attrs["coords"]) == ["x", "y"]
+        np.testing.assert_array_equal(table, np.concatenate([pts, want], axis=1))
+    # without points only the values: (N, m)
+    np.testing.assert_array_equal(np.load(write_predictions(want, tmp_path / "v.npy")), want)
+
+
+def test_outside_box_counts_points_beyond_the_bounds_not_on_them():
+    from kanpde.io.points import outside_box
+
+    pts = np.array([[0.0, 0.0], [1.0, 1.0 + 1e-14], [0.5, -1.0], [1.5, 0.5], [0.2, 0.3]])
+    assert outside_box(pts, [0.0, 0.0], [1.0, 1.0]).tolist() == [False, False, True, True,
+                                                                  False]
 
 
 def test_read_points_errors(tmp_path):

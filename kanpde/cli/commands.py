@@ -222,6 +222,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ValueError(f"--solvers: solver names must differ, got {', '.join(names)}")
     out = Path(args.out)
+    overrides = {seed: {**_overrides(args), "seed": seed} for seed in args.seeds}
+    _set_aside_stale_runs(problem, configs, args, out, overrides)
     records = []
     code = 0
     for config, name in zip(configs, names, strict=True):
@@ -229,13 +231,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             run_dir = out / safe_name(f"{name}-seed{seed}")
             done = run_dir / "summary.json"
             if done.is_file() and load_summary(run_dir).get("status") == "ok":
-                summary = load_summary(run_dir)  # finished earlier: keep it
+                summary = load_summary(run_dir)  # same problem and solver (checked above)
+                if _is_main():
+                    print(f"reused {run_dir} (same problem and solver)")
             else:
-                overrides = {**_overrides(args), "seed": seed}
                 resume = (run_dir / "checkpoint.pt").is_file()
                 with claim(run_dir, resume=resume, flag="compare: run directory",
                            active=_is_main()):
-                    summary = _run_one(problem, config, run_dir, overrides=overrides,
+                    summary = _run_one(problem, config, run_dir, overrides=overrides[seed],
                                        resume=resume, quiet=args.quiet)
             summary.setdefault("solver", name)
             records.append({**summary, "run_dir": str(run_dir)})
@@ -274,6 +277,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return code
 
 
+def _set_aside_stale_runs(problem, configs, args: argparse.Namespace, out: Path,
+                          overrides: dict[int, dict[str, Any]]) -> None:
+    """Refuse (or, with ``--rerun``, move aside to ``DIR.stale-N``) every run directory under
+    ``out`` made with another problem source or resolved configuration than the one
+    ``compare`` would make now (:mod:`kanpde.cli.reuse`); before anything is trained."""
+    from kanpde.cli.reuse import move_aside, stale_reason
+    from kanpde.io.rundir import LOCK_FILE, safe_name
+
+    stale = []
+    for config in configs:
+        for seed in args.seeds:
+            run_dir = out / safe_name(f"{config.name}-seed{seed}")
+            reason = stale_reason(run_dir, config.with_overrides(overrides[seed]).to_dict(),
+                                  problem)
+            if reason is not None:
+                stale.append((run_dir, reason))
+    if not stale:
+        return
+    run_dir, reason = stale[0]
+    more = f" (and {len(stale) - 1} more run(s))" if len(stale) > 1 else ""
+    if not args.rerun:
+        raise ValueError(f"compare: {run_dir} was made with another problem or solver: "
+                         f"{reason}{more}; use a new --out, or --rerun to train the changed "
+                         "runs again (the old directories are kept as DIR.stale-N)")
+    if not _is_main():  # rank 0 moves them
+        return
+    for run_dir, reason in stale:
+        if (run_dir / LOCK_FILE).exists():
+            raise ValueError(f"compare: {run_dir} is in use ({run_dir / LOCK_FILE}); "
+                             "--rerun moves only runs that no process holds")
+        moved = move_aside(run_dir)
+        print(f"moved {run_dir} aside to {moved} ({reason}); training it again")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     """``kanpde plot DIR``."""
     from kanpde.io.plots import plot_result
@@ -285,9 +322,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``kanpde export DIR --format vtu|xdmf``: the fields of a run for ParaView, with the mesh
-    or domain of its problem when that can be loaded (from the copy in the run)."""
-    from kanpde.io.mesh_export import export_fields
+    """``kanpde export DIR --format vtu|xdmf [--time-series]``: the fields of a run for
+    ParaView, with the mesh or domain of its problem when that can be loaded (from the copy in
+    the run); with ``--time-series`` a space-time run as one step per time value."""
+    from kanpde.io.mesh_export import export_fields, export_time_series
     from kanpde.io.run import load_run
     from kanpde.problem.scope import ProblemError
 
@@ -298,6 +336,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"kanpde: note: {str(err).splitlines()[0]}; exporting without the problem's "
               "mesh and domain", file=sys.stderr)
         problem = None
+    if args.time_series:
+        try:
+            written = export_time_series(run.result, problem, args.run, fmt=args.format)
+        except ValueError as err:
+            raise ValueError(f"export --time-series: run {args.run}: {err}") from err
+        what = "XDMF time series" if args.format == "xdmf" else \
+            f"PVD collection of {len(written) - 1} VTU files"
+        print(f"wrote {written[0]} ({what})")
+        return 0
     for path in export_fields(run.result, problem, args.run, fmt=args.format):
         print(f"wrote {path}")
     return 0
@@ -305,17 +352,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``kanpde predict DIR POINTS [--out FILE]``: the trained model at new points (needs
-    neither the problem nor the solver file)."""
-    from kanpde.io.points import predict_points, write_predictions
+    neither the problem nor the solver file). Writes the points and the values together,
+    named by the problem's coordinates and fields, and warns (one line, with a count) when
+    points lie outside the domain's bounding box, where the model extrapolates."""
+    from kanpde.io.points import outside_box, predict, read_points, write_predictions
     from kanpde.io.run import load_run
     from kanpde.io.rundir import check_output_name
 
     run = load_run(args.run)
-    values = predict_points(run.model, args.points)
     out = check_output_name(args.out, "--out") if args.out else \
         Path(args.run) / "predictions.npy"
-    write_predictions(values, out)
-    print(f"wrote {out} ({values.shape[0]} points x {values.shape[1]} fields)")
+    points = read_points(args.points, getattr(run.model, "in_dim", None))
+    values = predict(run.model, points)
+    box = run.result.domain_box()
+    if box is not None and box[0].size == points.shape[1]:
+        outside = int(outside_box(points, *box).sum())
+        if outside:
+            ranges = ", ".join(f"{c} in [{lo:g}, {hi:g}]" for c, lo, hi
+                               in zip(run.result.coord_names(), *box, strict=True))
+            print(f"kanpde: warning: {args.points}: {outside} of {points.shape[0]} points lie "
+                  f"outside the domain's bounding box ({ranges}); the model extrapolates "
+                  "there", file=sys.stderr)
+    write_predictions(values, out, points=points, coords=run.result.coord_names(),
+                      fields=run.result.field_names())
+    names = ",".join((*run.result.coord_names(), *run.result.field_names()))
+    print(f"wrote {out} ({values.shape[0]} points x {values.shape[1]} fields; columns "
+          f"{names})")
     return 0
 
 
@@ -372,11 +434,18 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("compare", help="several solvers x seeds on one problem",
                        description="Train every solver with every seed; writes one run "
                                    "directory each plus compare.json, compare.md and "
-                                   "compare.png. Finished runs are kept and not redone.")
+                                   "compare.png. A finished run of the same problem source "
+                                   "and resolved solver configuration is reused (one line "
+                                   "says so); one made with another is refused unless "
+                                   "--rerun.")
     p.add_argument("problem")
     p.add_argument("--solvers", nargs="+", required=True, metavar="SOLVER.toml")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--rerun", action="store_true",
+                   help="train again the runs under --out whose problem file or solver "
+                        "configuration changed; their old directories are renamed "
+                        "DIR.stale-N (nothing is deleted)")
     overrides(p)
     p.set_defaults(func=cmd_compare)
 
@@ -384,15 +453,25 @@ def add_commands(sub: Any) -> None:
     p.add_argument("run", metavar="DIR")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("export", help="fields for ParaView (meshio)")
+    p = sub.add_parser("export", help="fields for ParaView (meshio)",
+                       description="Write a run's fields on its evaluation points for "
+                                   "ParaView: DIR/fields.vtu or DIR/fields.xdmf (time, if "
+                                   "any, is one more axis of one file), or with "
+                                   "--time-series one step per time value.")
     p.add_argument("run", metavar="DIR")
     p.add_argument("--format", choices=("vtu", "xdmf"), default="vtu")
+    p.add_argument("--time-series", action="store_true",
+                   help="space-time runs: one step per time value over the spatial domain: "
+                        "DIR/fields_series.xdmf (+ .h5) with --format xdmf, "
+                        "DIR/fields_series.pvd with one VTU per step with --format vtu")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="evaluate a trained model on new points")
     p.add_argument("run", metavar="DIR")
     p.add_argument("points", help="points file: .npy, .csv or .h5 (dataset 'points')")
-    p.add_argument("--out", help="output file (.npy, .csv, .h5); default DIR/predictions.npy")
+    p.add_argument("--out", help="output file (.csv, .npy, .h5): the points' coordinates then "
+                                 "the fields, named by the problem (e.g. x,t,u); default "
+                                 "DIR/predictions.npy")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("explain", help="importance, pruning and formula of a KAN run",

@@ -1,7 +1,8 @@
 """The ``kanpde`` command: a thin shell over the library; the only module that reads argv.
 
 Bad input, including any failure of a function in a problem file, ends with one line
-``kanpde: error: <file or flag>: <fault>``; ``--debug`` shows the traceback instead.
+``kanpde: error: <file or flag>: <fault>``; ``--debug`` shows the traceback instead (the exit
+status is the same).
 
 Exit status (:data:`EXIT_CODES`): 0 success; 1 ``kanpde check`` found a fault; 2 bad input;
 3 the run diverged; 4 the run finished but its error metrics could not be computed;
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -150,11 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             code = EXIT_INTERRUPTED
         except (ValueError, TypeError, FileNotFoundError, OSError, RuntimeError) as err:
-            if args.debug:
-                raise
-            text = str(err).strip()
-            message = text.splitlines()[0] if text else type(err).__name__
-            print(f"kanpde: error: {message}", file=sys.stderr)
+            if args.debug:  # the traceback instead of the one line; the same exit status
+                traceback.print_exc(file=sys.stderr)
+            else:
+                text = str(err).strip()
+                message = text.splitlines()[0] if text else type(err).__name__
+                print(f"kanpde: error: {message}", file=sys.stderr)
             code = EXIT_BAD_INPUT
     return EXIT_TERMINATED if code == EXIT_INTERRUPTED and stop.signal == "SIGTERM" else code
 

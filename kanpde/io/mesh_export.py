@@ -20,11 +20,17 @@ the time coordinate of space-time problems, so ParaView can colour by it).
 With ``model=`` and a mesh-domain problem, the model and the problem's solution are also
 evaluated on the mesh vertices and written on the mesh (``<name>_mesh.<fmt>``).
 
+:func:`export_time_series` writes a space-time run instead as a time series over its spatial
+domain, one step per time value of the evaluation set: an XDMF time series
+(``<name>_series.xdmf`` + ``.h5``, meshio's ``TimeSeriesWriter``) or a ParaView collection
+(``<name>_series.pvd`` naming one ``.vtu`` per step in ``<name>_series/``).
+
 Point files (reading points, writing predictions) are :mod:`kanpde.io.points`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +41,8 @@ from kanpde.io.points import as_columns, predict
 from kanpde.io.results import Result
 
 FORMATS = ("vtu", "xdmf")
+#: the time-series file each format gives (:func:`export_time_series`)
+SERIES_FORMATS = {"xdmf": "XDMF time series", "vtu": "PVD collection of VTU files"}
 
 Inside = Callable[[np.ndarray], np.ndarray]
 
@@ -266,4 +274,131 @@ def export_fields(result: Result, problem=None, out_dir: str | os.PathLike = "."
         mesh_cells = (mesh_domain.mesh.cells[0].type, np.asarray(mesh_domain.mesh.cells[0].data))
         written += _write_mesh(out / f"{name}_mesh.{fmt}", verts, mesh_cells,
                                _point_data(fields, pred, ref))
+    return written
+
+
+# ------------------------------------------------------------------------- time series -----
+
+def time_slices(points: np.ndarray, time_index: int
+                ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Split space-time points ``(M, d)`` into slices of equal time.
+
+    Returns:
+        ``(times, space, rows)``: the sorted distinct time values ``(K,)``, the spatial
+        points ``(P, d - 1)`` shared by every slice (sorted lexicographically), and per time
+        the ``(P,)`` row indices into ``points`` of the slice, in the order of ``space``.
+
+    Raises:
+        ValueError: the slices do not share their spatial points (scattered points, not a
+            grid in time), or there is only one time value.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    times, inverse = np.unique(pts[:, time_index], return_inverse=True)
+    if times.size < 2:
+        raise ValueError("the evaluation points have a single time value: no time series")
+    spatial = np.delete(pts, time_index, axis=1)
+    space, rows = None, []
+    for k in range(times.size):
+        idx = np.flatnonzero(inverse.reshape(-1) == k)
+        idx = idx[np.lexsort(spatial[idx].T[::-1])]
+        if space is None:
+            space = spatial[idx]
+        elif spatial[idx].shape != space.shape or not np.array_equal(spatial[idx], space):
+            raise ValueError("the evaluation points are not the same spatial points at every "
+                             "time (scattered points, as for d > 2): no time series; export "
+                             "them as one file instead")
+        rows.append(idx)
+    return times, space, rows
+
+
+def _write_pvd(path: Path, steps: Sequence[tuple[float, str]]) -> None:
+    """A ParaView collection ``path`` of ``(time, relative file)`` steps."""
+    from kanpde.io.atomic import atomic_write_text
+
+    lines = ['<?xml version="1.0"?>',
+             '<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">',
+             "  <Collection>"]
+    lines += [f'    <DataSet timestep="{t!r}" group="" part="0" file="{f}"/>'
+              for t, f in steps]
+    lines += ["  </Collection>", "</VTKFile>", ""]
+    atomic_write_text(path, "\n".join(lines))
+
+
+def export_time_series(result: Result, problem=None, out_dir: str | os.PathLike = ".",
+                       fmt: str = "xdmf", *, name: str = "fields") -> list[Path]:
+    """Write a space-time run's fields as a time series over its spatial domain.
+
+    One step per distinct value of the time coordinate on the evaluation points; every step
+    holds the fields (prediction ``f``, ``f_reference``, ``f_error``) on the same spatial
+    points, with cells as :func:`structured_cells` makes them for the spatial coordinates
+    (lines in 1-D, triangles on a 2-D grid, else vertices).
+
+    Args:
+        result: a run's result with ``points`` ``(M, d)`` including the time coordinate.
+        problem: the run's problem or ``None`` (its inside test trims the cells).
+        out_dir: directory (created if needed).
+        fmt: ``"xdmf"``: ``<name>_series.xdmf`` and ``<name>_series.h5`` (meshio's
+            ``TimeSeriesWriter``); ``"vtu"``: ``<name>_series.pvd`` and one
+            ``<name>_series/step_NNNN.vtu`` per step.
+        name: file stem.
+
+    Returns:
+        The paths written (the series file first).
+
+    Raises:
+        ValueError: no time coordinate, an unknown ``fmt``, no fields, or evaluation points
+            that are not the same spatial points at every time (see :func:`time_slices`).
+    """
+    import meshio
+
+    from kanpde.io.rundir import check_output_name
+
+    if fmt not in SERIES_FORMATS:
+        raise ValueError(f"time-series format must be one of {', '.join(SERIES_FORMATS)}, "
+                         f"got {fmt!r}")
+    time = result.time or (getattr(problem, "time", None) if problem is not None else None)
+    coords = list(result.coord_names())
+    if not time or time not in coords:
+        raise ValueError("the run's problem has no time coordinate: no time series (export "
+                         "it as one file)")
+    if result.points is None or (result.prediction is None and result.reference is None):
+        raise ValueError("result holds no fields on evaluation points: nothing to export")
+    ti = coords.index(time)
+    points = as_columns(result.points).astype(np.float64)
+    prediction, reference = as_columns(result.prediction), as_columns(result.reference)
+    fields = result.field_names()
+    times, space, rows = time_slices(points, ti)
+    inside = _inside_fn(problem)
+
+    def inside_space(x: np.ndarray) -> np.ndarray:  # at the first time: the spatial domain
+        return inside(np.insert(x, ti, times[0], axis=1))
+
+    cells = structured_cells(space, inside_space if inside is not None else None) \
+        or ("vertex", np.arange(space.shape[0])[:, None])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def step_data(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return _point_data(fields, None if prediction is None else prediction[idx],
+                           None if reference is None else reference[idx])
+
+    if fmt == "xdmf":
+        path = check_output_name(out / f"{name}_series.xdmf", "export")
+        heavy = check_output_name(path.with_suffix(".h5"), "export")
+        # meshio 5.3 opens the .h5 by its bare name, in the working directory: write there
+        with contextlib.chdir(out), meshio.xdmf.TimeSeriesWriter(path.name) as writer:
+            writer.write_points_cells(_pad3(space), [cells])
+            for t, idx in zip(times, rows, strict=True):
+                writer.write_data(float(t), point_data=step_data(idx))
+        return [path, heavy]
+    path = check_output_name(out / f"{name}_series.pvd", "export")
+    folder = out / f"{name}_series"
+    folder.mkdir(exist_ok=True)
+    written, steps = [path], []
+    for k, (t, idx) in enumerate(zip(times, rows, strict=True)):
+        step = folder / f"step_{k:04d}.vtu"
+        meshio.write(step, meshio.Mesh(_pad3(space), [cells], point_data=step_data(idx)))
+        steps.append((float(t), f"{folder.name}/{step.name}"))
+        written.append(step)
+    _write_pvd(path, steps)
     return written

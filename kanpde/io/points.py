@@ -2,7 +2,8 @@
 
 :func:`read_points` reads ``(N, d)`` points from ``.npy``, ``.csv`` or ``.h5`` files;
 :func:`predict` evaluates a model in batches without gradients; :func:`predict_points`
-combines the two; :func:`write_predictions` writes the values (and their points) as
+combines the two; :func:`outside_box` finds points outside a domain's bounding box (where a
+model extrapolates); :func:`write_predictions` writes the points and values together as
 ``.npy``, ``.csv`` or ``.h5``.
 """
 
@@ -142,15 +143,27 @@ def predict_points(model, points_path: str | os.PathLike, *,
     return predict(model, pts, batch_size=batch_size)
 
 
+def outside_box(points: np.ndarray, lo: Sequence[float], hi: Sequence[float], *,
+                rtol: float = 1e-9) -> np.ndarray:
+    """``(N,)`` bool: which of ``points`` ``(N, d)`` lie outside the box ``[lo, hi]``, with a
+    tolerance of ``rtol`` times the box's extent per coordinate (points on the boundary, up to
+    round-off, are inside)."""
+    pts = as_columns(np.asarray(points, dtype=np.float64))
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    tol = rtol * np.maximum(hi - lo, 1.0)
+    return ((pts < lo - tol) | (pts > hi + tol)).any(axis=1)
+
+
 def write_predictions(values: np.ndarray, out_path: str | os.PathLike, *,
                       points: np.ndarray | None = None, coords: Sequence[str] | None = None,
                       fields: Sequence[str] | None = None) -> Path:
-    """Write predicted values ``(N, m)`` (and optionally their points ``(N, d)``).
+    """Write predicted values ``(N, m)`` together with their points ``(N, d)`` (when given).
 
-    By extension: ``.npy``: the values only (``(N, m)``); ``.csv``: a header row of names
-    (coordinates then fields; defaults ``x0..``, ``u``/``u0..``) and one row per point,
-    full precision; ``.h5``/``.hdf5``: datasets ``prediction`` (and ``points``) with
-    ``coords``/``fields`` attributes.
+    By extension, with the same columns in every format (coordinates then fields):
+    ``.csv``: a header row of names (e.g. ``x,t,u``; defaults ``x0..``, ``u``/``u0..``) and
+    one row per point, full precision; ``.npy``: the ``(N, d + m)`` array of those columns
+    (``(N, m)`` without points); ``.h5``/``.hdf5``: datasets ``points`` and ``prediction``
+    with the names as ``coords``/``fields`` attributes.
 
     Raises:
         ValueError: unknown extension, or shapes that do not match.
@@ -172,10 +185,10 @@ def write_predictions(values: np.ndarray, out_path: str | os.PathLike, *,
         raise ValueError(f"{len(coords)} coordinate names for {d} point columns")
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
+    table = vals if pts is None else np.concatenate([pts, vals], axis=1)
     if suffix == ".npy":
-        np.save(path, vals)
+        np.save(path, table)
     elif suffix == ".csv":
-        table = vals if pts is None else np.concatenate([pts, vals], axis=1)
         header = ",".join((coords if pts is not None else []) + fields)
         np.savetxt(path, table, delimiter=",", header=header, comments="", fmt="%.17g")
     elif suffix in (".h5", ".hdf5"):

@@ -20,7 +20,9 @@ the specification needed to rebuild it, the resolved configuration and the versi
                             json module writes them, so the round trip is exact)
     /config                 str dataset: JSON of the resolved solver configuration
     /versions               str dataset: JSON {package: version}
-    /fields/                attrs: coords, fields (JSON lists of names), time (name or "")
+    /fields/                attrs: coords, fields (JSON lists of names), time (name or ""),
+                                   bounds (JSON [lo, hi]: the domain's bounding box; absent
+                                   in results written before it was stored)
         points              (M, d)  evaluation points
         prediction          (M, m)  model values
         reference           (M, m)  exact/reference values
@@ -119,6 +121,8 @@ class Result:
         fields: field names of the columns of ``prediction`` (the problem's ``fields``);
             empty when unknown (readers then use ``u0, u1, ...``, or ``u`` for one field).
         time: name of the time coordinate, or ``None``.
+        bounds: the domain's bounding box ``(lo, hi)``, one number per coordinate, or
+            ``None`` when unknown (see :meth:`domain_box`).
         model: the trained model itself, when the result comes from
             :func:`kanpde.solve` in this process (not stored in ``result.h5``; a loaded
             result rebuilds kanpde's networks from ``model_spec`` and ``model_state``).
@@ -138,6 +142,7 @@ class Result:
     coords: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     time: str | None = None
+    bounds: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     model: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -188,6 +193,19 @@ class Result:
         if self.prediction is None or self.reference is None:
             return None
         return self.prediction - self.reference
+
+    def domain_box(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The domain's bounding box ``(lo, hi)`` (float64 arrays of length ``d``): the stored
+        :attr:`bounds`, else the box of the evaluation points (results written before the
+        bounds were stored), else ``None``."""
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        if self.points is None or np.asarray(self.points).size == 0:
+            return None
+        pts = np.asarray(self.points, dtype=np.float64)
+        pts = pts[:, None] if pts.ndim == 1 else pts
+        return pts.min(axis=0), pts.max(axis=0)
 
     def coord_names(self) -> tuple[str, ...]:
         """Names of the ``d`` coordinates: :attr:`coords`, else ``("x0", "x1", ...)``."""
@@ -311,6 +329,9 @@ def _write_h5(result: Result, path: Path) -> None:
         fields.attrs["coords"] = json.dumps(list(result.coords))
         fields.attrs["fields"] = json.dumps(list(result.fields))
         fields.attrs["time"] = result.time or ""
+        if result.bounds is not None:
+            fields.attrs["bounds"] = json.dumps([[float(v) for v in side]
+                                                 for side in result.bounds])
         arrays = {"points": result.points, "prediction": result.prediction,
                   "reference": result.reference, "error": result.error}
         for name, arr in arrays.items():
@@ -419,6 +440,7 @@ def _read_h5(f) -> Result:
     for name, ds in state_group.items():  # datasets missing from the order list (hand edits)
         state.setdefault(unquote(name), np.asarray(ds[()]))
     time = str(fields.attrs.get("time", ""))
+    bounds = json.loads(fields.attrs["bounds"]) if "bounds" in fields.attrs else None
     return Result(
         summary=json.loads(_read_str(f, "summary", "{}")),
         history=history,
@@ -434,6 +456,7 @@ def _read_h5(f) -> Result:
         coords=tuple(json.loads(fields.attrs.get("coords", "[]"))),
         fields=tuple(json.loads(fields.attrs.get("fields", "[]"))),
         time=time or None,
+        bounds=None if bounds is None else (tuple(bounds[0]), tuple(bounds[1])),
     )
 
 

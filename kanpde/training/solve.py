@@ -160,6 +160,7 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
         config=config.to_dict(), problem_path=_absolute(problem.source_path),
         problem_source=problem.source, versions=_versions(),
         coords=tuple(problem.coords), fields=tuple(problem.fields), time=problem.time,
+        bounds=tuple(tuple(float(v) for v in side) for side in problem.domain.bbox),
         model=state.model)
 
 
