@@ -22,7 +22,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 VALIDATION_INTERIOR = 2000

@@ -40,7 +40,6 @@ from kanpde.core.chunking import map_chunks, points_per_chunk
 from kanpde.core.engines import autograd_jet, compute_jet
 from kanpde.problem import SolutionField
 
-
 METRICS = ("l2_rel", "max_abs_err", "mse", "h1_rel", "h1_mse")
 """The error metrics, each also per field as ``"metric/field"``."""
 

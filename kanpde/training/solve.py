@@ -61,9 +61,9 @@ from kanpde.problem.exactcheck import EMPTY_EVALUATION
 from kanpde.problem.scope import ProblemError
 from kanpde.training.checkpoint import check_compatible, check_problem_source, load_checkpoint
 from kanpde.training.config import ConfigError, SolverConfig, config_from_dict
+from kanpde.training.diagnostics import run_diagnostics
 from kanpde.training.distributed import Context
 from kanpde.training.divergence import DivergenceRule, explain_divergence
-from kanpde.training.diagnostics import run_diagnostics
 from kanpde.training.metrics import Evaluator, per_field
 from kanpde.training.model import model_state_numpy, resolve_device
 from kanpde.training.state import RunClock, TrainState
@@ -214,13 +214,15 @@ def _summary(problem, config: SolverConfig, state: TrainState, metrics: Mapping[
 
 def _error_record(problem, evaluator: Evaluator, metrics: Mapping[str, float]
                   ) -> dict[str, Any]:
-    """The summary's per-field errors (``fields``), and what they were measured on
+    """The summary's per-field errors (``fields``; ``field_names`` keeps the problem's
+    order, which ``summary.json``'s sorted keys lose), and what they were measured on
     (``region``, ``gauge``); without a solution the error keys are ``None`` and
     ``reference`` is ``"none"``."""
     if not evaluator.has_reference:
         return {"l2_rel": None, "max_abs_err": None, "mse": None, "h1_rel": None,
                 "h1_mse": None, "reference": "none"}
-    out: dict[str, Any] = {"fields": per_field(dict(metrics), problem.fields)}
+    out: dict[str, Any] = {"fields": per_field(dict(metrics), problem.fields),
+                           "field_names": list(problem.fields)}
     if evaluator.region_note:
         out["region"] = evaluator.region_note
     if problem.gauge:
