@@ -31,6 +31,7 @@ from kanpde.core.engines import Engine, compute_jet
 from kanpde.core.jet import Channels, Jet, channel_matrices
 from kanpde.nn.hard_constraint import HardConstraint
 from kanpde.problem.conditions import Condition, ConditionPoints
+from kanpde.problem.manufactured import Manufactured
 from kanpde.problem.scope import DerivativeRecorder, FieldView, JetDerivatives, ProblemError, Scope
 from kanpde.problem.usercode import call_user, user_function
 
@@ -47,7 +48,9 @@ class Problem:
         domain: a :mod:`kanpde.problem.geometry` domain of dimension ``len(coords)``; boxes,
             intervals and space-time cylinders take their part names from ``coords`` and
             ``time`` (:meth:`~kanpde.problem.geometry.Domain.with_coords`).
-        residuals: ``{name: r(s) -> (N,)}``: the PDE(s), zero for the solution.
+        residuals: ``{name: r(s) -> (N,)}``: the PDE(s), zero for the solution; a
+            :func:`~kanpde.problem.manufactured.manufactured` operator takes its source
+            term from ``exact``.
         conditions: boundary, initial and data conditions.
         fields: output field names (model output columns).
         constants: fixed named parameters, visible in residuals as ``s.<name>``.
@@ -132,6 +135,9 @@ class Problem:
         for key, fn in self.residuals.items():
             if not callable(fn):
                 raise ProblemError(f"residual {key!r} is not callable")
+        object.__setattr__(self, "residuals", {  # manufactured sources from this exact
+            k: fn.bind(self, k) if isinstance(fn, Manufactured) else fn
+            for k, fn in self.residuals.items()})
         if not self.conditions and not self.unknowns and self.hard_constraint is None:
             raise ProblemError("problem has no conditions (boundary, initial or data)")
         conds = tuple(c.bind(coords, self.time) if isinstance(c, Condition) else c
