@@ -139,6 +139,9 @@ def test_region_restricts_the_metrics_and_says_so():
     inside = int((ev.points[:, 0] < 0.5).sum())
     assert ev.region_note == (f"errors on the problem's region: {inside} of "
                               f"{ev.points.shape[0]} evaluation points")
+    rec = {**_record(0, "ok", 0.1), "region": ev.region_note}
+    assert f"({ev.region_note})" in markdown("p", aggregate([rec]))
+    assert "[on its region]" in error_text(rec)
     # a solution that is not finite outside the region does not stop the metrics
     nan_out = dataclasses.replace(prob, exact=lambda x: torch.where(
         x[:, 0] < 0.5, torch.sin(x[:, 0]), torch.full_like(x[:, 0], math.nan)))
@@ -175,6 +178,7 @@ def test_stokes_compare_writes_per_field_errors(tmp_path, capsys):
     assert s["gauge"] == ["p"] and set(s["fields"]) == {"u", "v", "p"}
     table = (out / "compare.md").read_text()
     assert "| solver | u: max abs error | v: max abs error | p: max abs error |" in table
+    assert "Gauge fields (p) are measured up to a constant" in table
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("stokes2d"))
     assert "l2_rel" in line and "(u " in line
 

@@ -37,8 +37,9 @@ def aggregate(records: Sequence[Mapping[str, Any]],
     """One row per ``solver`` (in order of appearance): model, parameters, seeds, statuses
     (:func:`status_text`), the :func:`spread` of each of ``keys`` over the solver's runs,
     of the validation loss (``validation_loss``) and of every per-field error
-    (``fields``: ``{field: {metric: spread}}``), and ``reference`` (``"none"`` for a
-    problem without a solution)."""
+    (``fields``: ``{field: {metric: spread}}``), ``reference`` (``"none"`` for a
+    problem without a solution), and the ``region`` and ``gauge`` fields the errors were
+    measured with (``None`` and ``[]`` when not used)."""
     rows = []
     for solver in dict.fromkeys(r["solver"] for r in records):
         runs = [r for r in records if r["solver"] == solver]
@@ -50,6 +51,8 @@ def aggregate(records: Sequence[Mapping[str, Any]],
             "validation_loss": spread((r.get("validation") or {}).get("loss") for r in runs),
             "reference": "none" if any(r.get("reference") == "none" for r in runs) else "yes",
             "fields": _field_spreads(runs),
+            "region": next((r["region"] for r in runs if r.get("region")), None),
+            "gauge": next((r["gauge"] for r in runs if r.get("gauge")), []),
         })
     return rows
 

@@ -136,6 +136,13 @@ def markdown(problem: str, rows: Sequence[Mapping[str, Any]],
     if noref:
         lines += ["The problem has no exact solution or reference: the solvers are ranked "
                   "by their PINN loss on fresh validation points (lowest first).", ""]
+    region = next((r["region"] for r in rows if r.get("region")), None)
+    if region and not noref:
+        lines += [f"Every error is measured on a part of the evaluation set ({region}).", ""]
+    gauge = next((r["gauge"] for r in rows if r.get("gauge")), [])
+    if gauge and not noref:
+        lines += [f"Gauge fields ({', '.join(gauge)}) are measured up to a constant: the mean "
+                  "difference to the solution is removed first.", ""]
     lines += [f"| solver | model | params | seeds | {l2_head} | max abs err | validation loss "
               "| wall time s | CPU time s | steps | status |",
               "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|"]

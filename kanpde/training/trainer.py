@@ -476,7 +476,8 @@ class Trainer:
 
     def record_eval(self, h1: bool = False) -> dict[str, float]:
         """Evaluate the errors now and append them to the evaluation history (``h1_rel``
-        only when ``h1``; it is not part of the history)."""
+        only when ``h1``; it is not part of the history). Without a solution to measure
+        against, the metrics are NaN and nothing is recorded."""
         s = self.state
         m = self.evaluator(s.model, h1=h1)
         if not self.evaluator.has_reference:  # nothing to measure against: no history
