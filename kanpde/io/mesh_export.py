@@ -262,7 +262,8 @@ def export_fields(result: Result, problem=None, out_dir: str | os.PathLike = "."
 
         verts = np.asarray(mesh_domain.mesh.points, dtype=np.float64)
         pred = predict(model, verts)
-        ref = problem.solution(torch.as_tensor(verts, dtype=torch.float64)).numpy()
+        ref = problem.solution(torch.as_tensor(verts, dtype=torch.float64)).numpy() \
+            if getattr(problem, "has_solution", True) else None  # none to compare with
         mesh_cells = (mesh_domain.mesh.cells[0].type, np.asarray(mesh_domain.mesh.cells[0].data))
         written += _write_mesh(out / f"{name}_mesh.{fmt}", verts, mesh_cells,
                                _point_data(fields, pred, ref))
