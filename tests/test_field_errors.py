@@ -278,3 +278,20 @@ def test_stage_stopped_by_its_time_cap_shows_in_the_status():
     assert status_text(rec) == "ok (stage 3 stopped by its time cap at 1131/2000)"
     assert "ok (stage 3 stopped by its time cap at 1131/2000)" in markdown("p", aggregate([rec]))
     assert status_text({**rec, "status": "max_time"}) == "max_time"  # the run's own cap
+
+
+def test_stored_error_field_of_a_gauge_field_is_up_to_a_constant(tmp_path):
+    import meshio
+
+    from kanpde.io.mesh_export import export_fields
+    from kanpde.io.results import Result
+
+    x = np.linspace(0.0, 1.0, 11)[:, None]
+    ref = np.hstack([x, x**2])
+    pred = ref + np.array([0.0, 4.0]) + 1e-3 * np.hstack([x, x])
+    r = Result(summary={"gauge": ["p"]}, points=x, prediction=pred, reference=ref,
+               coords=("x",), fields=("u", "p"))
+    np.testing.assert_allclose(r.error[:, 0], 1e-3 * x[:, 0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r.error[:, 1], 1e-3 * (x[:, 0] - 0.5), rtol=0, atol=1e-14)
+    mesh = meshio.read(export_fields(r, None, tmp_path)[0])
+    np.testing.assert_array_equal(mesh.point_data["p_error"], r.error[:, 1])
