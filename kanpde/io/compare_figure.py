@@ -92,6 +92,7 @@ def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.Pat
     seeds = {s: sum(str(r.get("solver", "?")) == s for r in records) for s in style}
     fields = list(dict.fromkeys(f for r in records for f in field_names(r)))
     n_panels = 4 if len(fields) > 1 else 3
+    ylabel = "relative L2 error" + (" (mean over fields)" if n_panels == 4 else "")
     fig = Figure(figsize=(n_panels * PANEL[0], PANEL[1] * 1.45), layout="constrained")
     axes = fig.subplots(1, n_panels)
     panels = (("wall", "wall_time_s", "wall time [s]"), ("cpu", "cpu_time_s", "CPU time [s]"))
@@ -116,7 +117,7 @@ def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.Pat
             xs_all += list(t)
             ys_all += list(err)
         _finish(ax, xs_all, ys_all, label, f"best error so far vs {label.split(' [')[0]}",
-                skipped)
+                skipped, ylabel)
     ax = axes[2]
     pts, xs_all, ys_all, skipped = [], [], [], 0
     for rec in records:
@@ -134,7 +135,8 @@ def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.Pat
     if len(front) > 1:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.5",
                 lw=1.0, ls="--", zorder=2, label="Pareto front")
-    _finish(ax, xs_all, ys_all, "trainable parameters", "final error vs parameters", skipped)
+    _finish(ax, xs_all, ys_all, "trainable parameters", "final error vs parameters", skipped,
+            ylabel)
     if n_panels == 4:
         _field_panel(axes[3], records, fields, style)
     handles = [ax.scatter([], [], color=c, marker=m, s=36, edgecolor="k", linewidth=0.5,
@@ -183,14 +185,14 @@ def _field_panel(ax: Any, records: Sequence[Mapping[str, Any]], fields: Sequence
 
 
 def _finish(ax: Any, xs: list[float], ys: list[float], xlabel: str, title: str,
-            skipped: int) -> None:
+            skipped: int, ylabel: str = "relative L2 error") -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_limits(ax, xs, "x")
     _log_limits(ax, ys, "y")
     for axis in (ax.xaxis, ax.yaxis):  # decades only: minor labels overprint on short axes
         axis.set_minor_formatter(NullFormatter())
-    ax.set(xlabel=xlabel, ylabel="relative L2 error", title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)
     if skipped:
         ax.text(0.01, 0.01, f"{skipped} run(s) without a finite value omitted",
