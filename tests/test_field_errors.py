@@ -146,6 +146,11 @@ def test_region_restricts_the_metrics_and_says_so():
     nan_out = dataclasses.replace(prob, exact=lambda x: torch.where(
         x[:, 0] < 0.5, torch.sin(x[:, 0]), torch.full_like(x[:, 0], math.nan)))
     assert check_solution(nan_out) == ""
+    nowhere = dataclasses.replace(prob, region=lambda x: x[:, 0] > 5.0)
+    assert check_solution(nowhere) == f"the region keeps none of the {ev.points.shape[0]} " \
+                                      "evaluation points"
+    with pytest.raises(ProblemError, match="region keeps none of the"):
+        Evaluator(nowhere, DT, CPU)
 
 
 def test_kovasznay_reports_per_field_errors_in_summary_and_compare_table():

@@ -222,6 +222,8 @@ def check_solution(problem: Problem) -> str:
     bad = ~u.isfinite().all(dim=1)
     mask = problem.region_mask(x)
     if mask is not None:  # outside the region the solution is not used
+        if not bool(mask.any()):
+            return f"the region keeps none of the {x.shape[0]} evaluation points"
         bad &= mask
     if bool(bad.any()):
         source = "exact solution" if problem.exact is not None else "reference solution"

@@ -75,7 +75,8 @@ class Evaluator:
         mask: ``(M,)`` bool, the points inside the problem's region, or ``None``.
 
     Raises:
-        ProblemError: the solution or the region function fails (one line).
+        ProblemError: the solution or the region function fails, or the region keeps no
+            evaluation point (one line).
     """
 
     def __init__(self, problem, dtype: torch.dtype, device: torch.device,
@@ -87,6 +88,11 @@ class Evaluator:
         self.reference = problem.solution(self.points).detach() if self.has_reference \
             else None  # (M, m)
         self.mask = problem.region_mask(self.points)
+        if self.mask is not None and self.points.shape[0] and not bool(self.mask.any()):
+            from kanpde.problem.scope import ProblemError
+
+            raise ProblemError(problem.what(f"region keeps none of the {self.points.shape[0]} "
+                                            "evaluation points"))
         self.fields = tuple(problem.fields)
         self.gauge = [j for j, f in enumerate(self.fields) if f in problem.gauge]
         self._reference_grad: Tensor | None = None  # (M', d, m), computed on first use
