@@ -45,7 +45,7 @@ problem = Problem(
     residuals={"pde": pde},
     conditions=[
         Initial(value=initial, name="initial"),
-        InitialRate(value=0.0, time="t", name="initial_rate"),
+        InitialRate(value=0.0, name="initial_rate"),  # time: the problem's
         Dirichlet(on=("left", "right"), value=0.0, name="boundary"),
     ],
     constants={"c": C},

@@ -124,8 +124,11 @@ def test_bad_problem_definitions():
         _problem(lambda s: s.u.laplacian(), coords=("x", "y", "z"))
     with pytest.raises(ProblemError, match="twice"):
         _problem(lambda s: s.u.laplacian(), constants={"x": 1.0})
-    with pytest.raises(ProblemError, match="exact solution or a reference"):
-        _problem(lambda s: s.u.laplacian(), exact=None)
+    with pytest.raises(ProblemError, match="gauge names unknown field"):
+        _problem(lambda s: s.u.laplacian(), gauge=("p",))
+    with pytest.raises(ProblemError, match="region must be a function"):
+        _problem(lambda s: s.u.laplacian(), region=0.5)
+    assert not _problem(lambda s: s.u.laplacian(), exact=None).has_solution  # accepted
 
 
 def test_jet_product_rule():

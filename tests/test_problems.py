@@ -104,6 +104,7 @@ EXPECTED_CHANNELS: dict[str, set[tuple]] = {
     "advection1d": set(),
     "allen_cahn1d": {("d", ("x", "x"))},
     "kovasznay": {("lap", ("x", "y"))},
+    "stokes2d": {("lap", ("x", "y"))},
     "poisson_mesh": {("lap", ("x", "y"))},
     "poisson_nd": {("lap", ALL_COORDS)},
     "poisson_inverse": {("lap", ("x", "y"))},

@@ -190,10 +190,11 @@ def _summary_line(s: dict[str, Any]) -> str:
         v = s.get(key)
         return "n/a" if v is None else format(v, fmt)
 
-    return (f"{s.get('problem')} | {s.get('solver')} ({s.get('model')}, {s.get('n_params')} "
-            f"params) | status {s.get('status')} | l2_rel {g('l2_rel', '.3e')} | "
-            f"max_abs_err {g('max_abs_err', '.3e')} | mse {g('mse', '.3e')} | "
-            f"{s.get('steps')} steps | {g('wall_time_s', '.1f')} s")
+    from kanpde.io.aggregate import error_text, status_text
+
+    head = (f"{s.get('problem')} | {s.get('solver')} ({s.get('model')}, {s.get('n_params')} "
+            f"params) | status {status_text(s)} | ")
+    return head + f"{error_text(s)} | {s.get('steps')} steps | {g('wall_time_s', '.1f')} s"
 
 
 def _load(run_dir: Path):
@@ -209,7 +210,12 @@ def _load(run_dir: Path):
 def cmd_compare(args: argparse.Namespace) -> int:
     """``kanpde compare PROBLEM.py --solvers A.toml B.toml ... [--seeds ...] --out DIR``."""
     from kanpde.io.compare_figure import plot_comparison
-    from kanpde.io.compare_report import markdown, matched_budgets
+    from kanpde.io.compare_report import (
+        markdown,
+        matched_budgets,
+        resume_command,
+        split_finished,
+    )
     from kanpde.io.plots import plot_result, shared_scales
     from kanpde.io.results import load_summary
     from kanpde.io.rundir import claim, safe_name
@@ -254,6 +260,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             break
     if not _is_main():  # data-parallel launch: rank 0 writes the comparison
         return code
+    records, unfinished = split_finished(records)  # statistics of finished runs only
     rows = aggregate(records)
     results = [_load(Path(r["run_dir"])) for r in records]
     runs = [{"summary": r, "history": res.history if res is not None else {}}
@@ -261,9 +268,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     matched = matched_budgets(runs)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(
-        {"problem": problem.name, "solvers": rows, "matched": matched, "runs": records},
+        {"problem": problem.name, "solvers": rows, "matched": matched, "runs": records,
+         "unfinished": [{**u, "resume": resume_command(args.problem, u["run_dir"])}
+                        for u in unfinished]},
         indent=2, default=str))
-    table = markdown(problem.name, rows, matched)
+    table = markdown(problem.name, rows, matched, unfinished, args.problem)
     (out / "compare.md").write_text(table)
     plot_comparison(records, out / "compare.png", histories=[r["history"] for r in runs],
                     title=problem.name)

@@ -41,7 +41,7 @@ def _check(args: argparse.Namespace) -> int:
     """``kanpde check PROBLEM.py``: load, validate and describe a problem file, and check
     that its exact solution solves it (:mod:`kanpde.problem.exactcheck`); exit status 1 when not."""
     from kanpde.problem import load_problem
-    from kanpde.problem.exactcheck import RTOL, check_exact, check_solution
+    from kanpde.problem.exactcheck import RTOL, check_data, check_exact, check_solution
 
     if args.points < 1:
         raise ValueError(f"--points: must be >= 1, got {args.points}")
@@ -61,8 +61,33 @@ def _check(args: argparse.Namespace) -> int:
     if problem.unknowns:
         print("unknowns     " + ", ".join(f"{k} (initial {v:g})"
                                           for k, v in problem.unknowns.items()))
-    print(f"evaluation   {problem.evaluation_points().shape[0]} points")
+    if problem.gauge:
+        print(f"gauge        {', '.join(problem.gauge)} (determined up to a constant; errors "
+              "after removing the mean difference)")
+    x_eval = problem.evaluation_points()
+    mask = problem.region_mask(x_eval)
+    print(f"evaluation   {x_eval.shape[0]} points"
+          + ("" if mask is None else f"; errors on the problem's region: {int(mask.sum())} "
+             f"of them"))
     faults = []
+    if not problem.has_solution:
+        print("solution     none (no exact solution or reference): runs report residual "
+              "diagnostics, and compare ranks by validation loss")
+        gen = torch.Generator().manual_seed(args.seed)
+        for term in check_data(problem, args.points, gen):
+            if term.ok:
+                print(f"data: {term.name}: finite, shape (n,); max |r(0)| = "
+                      f"{term.max_abs:.2e} (the size of its forcing or data)")
+            else:
+                print(f"data: {term.problem}")
+                faults.append(term.problem)
+        for fault in faults:
+            print(f"kanpde: error: {args.problem}: {fault}", file=sys.stderr)
+        if faults:
+            return EXIT_CHECK_FAILED
+        print("ok: every residual and condition is finite and of the right shape (nothing to "
+              "check a solution against)")
+        return 0
     if problem.exact is None:
         print("solution     reference data (no exact function): residual check skipped")
     else:

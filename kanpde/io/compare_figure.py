@@ -9,7 +9,10 @@ line. Solvers are told apart by colour, KAN solvers in blue-green shades with ci
 solvers in red-orange shades with squares; the one legend (below the panels) names each
 solver, its family and its number of seeds. Axes are log-log, span at least one decade and
 leave a margin so no marker sits on the frame. Runs whose values are missing, non-finite or
-non-positive (diverged runs) are left out of a panel and counted in its corner.
+non-positive (diverged runs) are left out of a panel and counted in its corner. For a
+system (several fields) a fourth panel places every run's final relative L2 error of each
+field (``summary["fields"]``), the solvers side by side per field: the time and parameter
+panels show the mean over fields, this one what it is made of.
 
 The figure is built without pyplot state and saved with the Agg canvas.
 """
@@ -27,6 +30,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from kanpde.io.aggregate import field_names
 from kanpde.io.curves import error_curve, pareto_front
 
 DPI = 110
@@ -86,8 +90,11 @@ def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.Pat
     """
     style = _styles(records)
     seeds = {s: sum(str(r.get("solver", "?")) == s for r in records) for s in style}
-    fig = Figure(figsize=(3 * PANEL[0], PANEL[1] * 1.45), layout="constrained")
-    axes = fig.subplots(1, 3)
+    fields = list(dict.fromkeys(f for r in records for f in field_names(r)))
+    n_panels = 4 if len(fields) > 1 else 3
+    ylabel = "relative L2 error" + (" (mean over fields)" if n_panels == 4 else "")
+    fig = Figure(figsize=(n_panels * PANEL[0], PANEL[1] * 1.45), layout="constrained")
+    axes = fig.subplots(1, n_panels)
     panels = (("wall", "wall_time_s", "wall time [s]"), ("cpu", "cpu_time_s", "CPU time [s]"))
     for ax, (clock, key, label) in zip(axes[:2], panels, strict=True):
         xs_all, ys_all, skipped = [], [], 0
@@ -110,7 +117,7 @@ def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.Pat
             xs_all += list(t)
             ys_all += list(err)
         _finish(ax, xs_all, ys_all, label, f"best error so far vs {label.split(' [')[0]}",
-                skipped)
+                skipped, ylabel)
     ax = axes[2]
     pts, xs_all, ys_all, skipped = [], [], [], 0
     for rec in records:
@@ -128,7 +135,10 @@ def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.Pat
     if len(front) > 1:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.5",
                 lw=1.0, ls="--", zorder=2, label="Pareto front")
-    _finish(ax, xs_all, ys_all, "trainable parameters", "final error vs parameters", skipped)
+    _finish(ax, xs_all, ys_all, "trainable parameters", "final error vs parameters", skipped,
+            ylabel)
+    if n_panels == 4:
+        _field_panel(axes[3], records, fields, style)
     handles = [ax.scatter([], [], color=c, marker=m, s=36, edgecolor="k", linewidth=0.5,
                           label=f"{s} ({fam}, {seeds[s]} seed{'s' if seeds[s] != 1 else ''})")
                for s, (c, m, fam) in style.items()]
@@ -143,15 +153,46 @@ def plot_comparison(records: Sequence[Mapping[str, Any]], out_path: str | os.Pat
     return path
 
 
+def _field_panel(ax: Any, records: Sequence[Mapping[str, Any]], fields: Sequence[str],
+                 style: Mapping[str, tuple[Any, str, str]]) -> None:
+    """Every run's final relative L2 error of every field, solvers side by side per field."""
+    solvers = list(style)
+    width = 0.7 / max(len(solvers), 1)
+    ys_all, skipped = [], 0
+    for rec in records:
+        s = str(rec.get("solver", "?"))
+        colour, marker, _ = style[s]
+        per = rec.get("fields") or {}
+        for j, f in enumerate(fields):
+            y = _finite_positive((per.get(f) or {}).get("l2_rel"))
+            if y is None:
+                skipped += 1
+                continue
+            x = j - 0.35 + width * (solvers.index(s) + 0.5)
+            ax.scatter([x], [y], color=colour, marker=marker, s=30, edgecolor="k",
+                       linewidth=0.5, zorder=3)
+            ys_all.append(y)
+    ax.set_yscale("log")
+    _log_limits(ax, ys_all, "y")
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(range(len(fields)), labels=list(fields))
+    ax.set_xlim(-0.6, len(fields) - 0.4)
+    ax.set(xlabel="field", ylabel="relative L2 error", title="final error per field")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    if skipped:
+        ax.text(0.01, 0.01, f"{skipped} value(s) not finite omitted",
+                transform=ax.transAxes, fontsize="x-small", color="0.3")
+
+
 def _finish(ax: Any, xs: list[float], ys: list[float], xlabel: str, title: str,
-            skipped: int) -> None:
+            skipped: int, ylabel: str = "relative L2 error") -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_limits(ax, xs, "x")
     _log_limits(ax, ys, "y")
     for axis in (ax.xaxis, ax.yaxis):  # decades only: minor labels overprint on short axes
         axis.set_minor_formatter(NullFormatter())
-    ax.set(xlabel=xlabel, ylabel="relative L2 error", title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)
     if skipped:
         ax.text(0.01, 0.01, f"{skipped} run(s) without a finite value omitted",

@@ -8,6 +8,12 @@ the final numbers a comparison reports, per solver and as medians over its seeds
 * the time each solver took to reach the error levels 1e-2, 1e-3, 1e-4 (relative L2);
 * the runs on the error-against-parameters Pareto front.
 
+Only finished runs enter these statistics (:func:`split_finished`); interrupted ones are
+listed apart with the command that resumes each. Systems get a table of per-field errors
+side by side, and no table names a winner from the aggregate alone. A problem without a
+solution has no error columns ("no reference"); its solvers are ranked by the validation
+loss (:mod:`kanpde.training.diagnostics`).
+
 See :mod:`kanpde.io.curves` for the curves these numbers are read from.
 """
 
@@ -88,23 +94,78 @@ def load_average() -> tuple[float, int] | None:
     return load, int(cores or 1)
 
 
+UNFINISHED = ("interrupted",)
+"""Statuses of runs that stopped before their end and can be resumed."""
+
+
+def split_finished(records: Sequence[Mapping[str, Any]]
+                   ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``(finished, unfinished)`` runs: an interrupted run is unfinished; every other
+    status (ok, max_time, diverged, no_metrics) is a finished run's outcome."""
+    finished = [r for r in records if r.get("status") not in UNFINISHED]
+    return finished, [r for r in records if r.get("status") in UNFINISHED]
+
+
+def resume_command(problem_path: str, run_dir: str) -> str:
+    """``kanpde solve PROBLEM --resume DIR``: the command that continues a stopped run."""
+    import shlex
+
+    return f"kanpde solve {shlex.quote(str(problem_path))} --resume {shlex.quote(str(run_dir))}"
+
+
+def _no_reference(rows: Sequence[Mapping[str, Any]]) -> bool:
+    return any(r.get("reference") == "none" for r in rows)
+
+
 def markdown(problem: str, rows: Sequence[Mapping[str, Any]],
-             matched: Mapping[str, Any] | None = None) -> str:
-    """``compare.md``: the final numbers and, when given, the matched-budget tables."""
+             matched: Mapping[str, Any] | None = None,
+             unfinished: Sequence[Mapping[str, Any]] = (),
+             problem_path: str | None = None) -> str:
+    """``compare.md``: the final numbers of the finished runs, per-field errors for systems,
+    the matched-budget tables when given, and the unfinished runs (``unfinished``: their
+    summaries with ``run_dir``) with the commands that resume them."""
     cell = spread_cell
+    noref = _no_reference(rows)
+    fields = list(dict.fromkeys(f for r in rows for f in (r.get("fields") or {})))
+    if noref:
+        rows = sorted(rows, key=lambda r: (r["validation_loss"]["median"] is None,
+                                           r["validation_loss"]["median"] or 0.0))
+    l2_head = "l2_rel (mean over fields)" if len(fields) > 1 else "l2_rel"
     lines = [f"# {problem}: solver comparison", "",
-             "median [min–max] over seeds", "",
-             "| solver | model | params | seeds | l2_rel | max abs err | wall time s "
-             "| CPU time s | steps | status |",
-             "|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|"]
+             "median [min–max] over the finished seeds", ""]
+    if noref:
+        lines += ["The problem has no exact solution or reference: the solvers are ranked "
+                  "by their PINN loss on fresh validation points (lowest first).", ""]
+    region = next((r["region"] for r in rows if r.get("region")), None)
+    if region and not noref:
+        lines += [f"Every error is measured on a part of the evaluation set ({region}).", ""]
+    gauge = next((r["gauge"] for r in rows if r.get("gauge")), [])
+    if gauge and not noref:
+        lines += [f"Gauge fields ({', '.join(gauge)}) are measured up to a constant: the mean "
+                  "difference to the solution is removed first.", ""]
+    lines += [f"| solver | model | params | seeds | {l2_head} | max abs err | validation loss "
+              "| wall time s | CPU time s | steps | status |",
+              "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|"]
     for r in rows:
+        err = ("no reference", "no reference") if noref else \
+            (cell(r['l2_rel'], '.3e'), cell(r['max_abs_err'], '.3e'))
         lines.append(f"| {r['solver']} | {r['model']} | {r['n_params']} | {len(r['seeds'])} | "
-                     f"{cell(r['l2_rel'], '.3e')} | {cell(r['max_abs_err'], '.3e')} | "
+                     f"{err[0]} | {err[1]} | "
+                     f"{cell(r.get('validation_loss') or {}, '.3e')} | "
                      f"{cell(r['wall_time_s'], '.1f')} | "
                      f"{cell(r.get('cpu_time_s') or {}, '.1f')} | {cell(r['steps'], '.0f')} | "
                      f"{', '.join(r['status'])} |")
-    if matched:
-        lines += _matched_lines(matched)
+    if len(fields) > 1 and not noref:
+        lines += _field_lines(rows, fields)
+    if matched and not noref:
+        lines += _matched_lines(matched, mean=len(fields) > 1)
+    if unfinished:
+        lines += ["", "## Unfinished runs (not in the statistics above)", "",
+                  "| solver | seed | status | steps | resume with |", "|:---|---:|:---|---:|:---|"]
+        for u in unfinished:
+            cmd = resume_command(problem_path or problem, str(u.get("run_dir")))
+            lines.append(f"| {u.get('solver')} | {u.get('seed')} | {u.get('status')} | "
+                         f"{u.get('steps')} | `{cmd}` |")
     load = load_average()
     if load is not None and load[0] > load[1]:
         lines += ["", f"Load average {load[0]:.1f} on {load[1]} cores when this table was "
@@ -112,7 +173,26 @@ def markdown(problem: str, rows: Sequence[Mapping[str, Any]],
     return "\n".join(lines) + "\n"
 
 
-def _matched_lines(matched: Mapping[str, Any]) -> list[str]:
+def _field_lines(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> list[str]:
+    """The per-field errors of a system side by side (relative L2, then max abs error)."""
+    lines = ["", "## Errors per field", "",
+             "Each field measured on its own scale (gauge fields up to a constant); read "
+             "these, not the mean, to compare the solvers field by field.", ""]
+    for metric, label in (("l2_rel", "relative L2 error"), ("max_abs_err", "max abs error")):
+        lines += ["| solver | " + " | ".join(f"{f}: {label}" for f in fields) + " |",
+                  "|:---|" + "---:|" * len(fields)]
+        for r in rows:
+            per = r.get("fields") or {}
+            lines.append(f"| {r['solver']} | " + " | ".join(
+                spread_cell((per.get(f) or {}).get(metric) or {}, ".3e") for f in fields) + " |")
+        lines.append("")
+    return lines[:-1]
+
+
+def _matched_lines(matched: Mapping[str, Any], mean: bool = False) -> list[str]:
+    """The matched-budget tables; ``mean``: the relative L2 error is the mean over fields
+    (a system), which the titles say."""
+    what = "relative L2 error (mean over fields)" if mean else "relative L2 error"
     lines: list[str] = []
     for clock in ("wall", "cpu"):
         block = matched.get(clock) or {}
@@ -120,14 +200,14 @@ def _matched_lines(matched: Mapping[str, Any]) -> list[str]:
         if not ts:
             continue
         label = CLOCK_LABELS[clock]
-        lines += ["", f"## Best relative L2 error within equal {label}", "",
+        lines += ["", f"## Best {what} within equal {label}", "",
                   "| solver | " + " | ".join(f"T = {t:.3g} s" for t in ts) + " |",
                   "|:---|" + "---:|" * len(ts)]
         for s, v in block["solvers"].items():
             lines.append(f"| {s} | " + " | ".join(cell_or_na(x) for x in v["error_at"]) + " |")
         levels = list(next(iter(block["solvers"].values()))["time_to"]) if block["solvers"] \
             else []
-        title = f"{label[0].upper() + label[1:]} to reach a relative L2 error (median s)"
+        title = f"{label[0].upper() + label[1:]} to reach a {what} (median s)"
         lines += ["", f"## {title}", "",
                   "| solver | " + " | ".join(f"≤ {lv}" for lv in levels) + " |",
                   "|:---|" + "---:|" * len(levels)]
@@ -137,7 +217,8 @@ def _matched_lines(matched: Mapping[str, Any]) -> list[str]:
                 for lv in levels) + " |")
     front = matched.get("pareto") or []
     if front:
-        lines += ["", "## Error against parameters: the Pareto front", "",
+        lines += ["", "## Error against parameters: the Pareto front"
+                  + (" (mean relative L2 over fields)" if mean else ""), "",
                   "| solver | seed | params | l2_rel |", "|:---|---:|---:|---:|"]
         for p in front:
             lines.append(f"| {p['solver']} | {p['seed']} | {p['n_params']} | "
@@ -150,4 +231,5 @@ def cell_or_na(s: Mapping[str, float | None]) -> str:
     return spread_cell(s, ".2e")
 
 
-__all__ = ["matched_budgets", "markdown", "load_average"]
+__all__ = ["matched_budgets", "markdown", "load_average", "split_finished", "resume_command",
+           "UNFINISHED"]

@@ -178,14 +178,19 @@ def _pad3(points: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------- export ----------
 
 def _point_data(fields: Sequence[str], prediction: np.ndarray | None,
-                reference: np.ndarray | None) -> dict[str, np.ndarray]:
+                reference: np.ndarray | None,
+                error: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Point data ``<field>``, ``<field>_reference`` and ``<field>_error`` (``error``
+    ``(M, m)`` when given, e.g. gauge fields less their mean; else prediction - reference)."""
     data: dict[str, np.ndarray] = {}
     for j, name in enumerate(fields):
         if prediction is not None:
             data[name] = np.ascontiguousarray(prediction[:, j])
         if reference is not None:
             data[f"{name}_reference"] = np.ascontiguousarray(reference[:, j])
-        if prediction is not None and reference is not None:
+        if error is not None:
+            data[f"{name}_error"] = np.ascontiguousarray(error[:, j])
+        elif prediction is not None and reference is not None:
             data[f"{name}_error"] = np.ascontiguousarray(prediction[:, j] - reference[:, j])
     return data
 
@@ -258,7 +263,9 @@ def export_fields(result: Result, problem=None, out_dir: str | os.PathLike = "."
     if cells is None:
         cells = ("vertex", np.arange(points.shape[0])[:, None])
 
-    data = _point_data(fields, prediction, reference)
+    error = result.error
+    data = _point_data(fields, prediction, reference,
+                       None if error is None else as_columns(error))
     if points.shape[1] > 3 or time:
         for i, c in enumerate(coords):
             if points.shape[1] > 3 or c == time:
@@ -270,7 +277,8 @@ def export_fields(result: Result, problem=None, out_dir: str | os.PathLike = "."
 
         verts = np.asarray(mesh_domain.mesh.points, dtype=np.float64)
         pred = predict(model, verts)
-        ref = problem.solution(torch.as_tensor(verts, dtype=torch.float64)).numpy()
+        ref = problem.solution(torch.as_tensor(verts, dtype=torch.float64)).numpy() \
+            if getattr(problem, "has_solution", True) else None  # none to compare with
         mesh_cells = (mesh_domain.mesh.cells[0].type, np.asarray(mesh_domain.mesh.cells[0].data))
         written += _write_mesh(out / f"{name}_mesh.{fmt}", verts, mesh_cells,
                                _point_data(fields, pred, ref))

@@ -18,7 +18,8 @@ the Agg canvas), so nothing touches pyplot's global figure manager or the backen
   boundaries from ``summary["stages"]`` as dashed lines labelled with the optimiser, at
   each stage's ``start_step`` or else the sum of the earlier stages' ``steps_run``; KAN grid
   events from ``summary["grid_events"]`` (``step``, ``event``, ``grid_size``) as dotted
-  lines), and the evaluation history ``eval_l2_rel`` (and ``eval_max_abs_err``) when
+  lines), and the evaluation history ``eval_l2_rel`` (and ``eval_max_abs_err``; for systems
+  also every field's ``eval_l2_rel/<field>``) when
   recorded.
 
 :func:`plot_comparison` (from :mod:`kanpde.io.compare_figure`) draws the ``kanpde compare``
@@ -320,7 +321,13 @@ def history_figure(result: Result) -> Figure:
                        fontsize="x-small", rotation=60, ha="left")
     if has_eval:
         ax = axes[1]
-        for key, label in (("eval_l2_rel", "relative L2"), ("eval_max_abs_err", "max |error|")):
+        names = [f for f in result.field_names() if f"eval_l2_rel/{f}" in h]
+        curves = [("eval_l2_rel", "relative L2" + (" (mean over fields)" if len(names) > 1
+                                                   else "")),
+                  ("eval_max_abs_err", "max |error|")]
+        if len(names) > 1:  # a system: every field's relative error beside the mean
+            curves += [(f"eval_l2_rel/{f}", f"relative L2 of {f}") for f in names]
+        for key, label in curves:
             if key in h:
                 y = _positive(h[key])
                 step = np.asarray(h.get("eval_step", np.arange(y.size)), dtype=np.float64)

@@ -26,7 +26,8 @@ the specification needed to rebuild it, the resolved configuration and the versi
         points              (M, d)  evaluation points
         prediction          (M, m)  model values
         reference           (M, m)  exact/reference values
-        error               (M, m)  prediction - reference (derived; ignored on load)
+        error               (M, m)  prediction - reference, gauge fields less their mean
+                                    (derived; ignored on load)
     /history/               one 1-D dataset per history key, in insertion order; the dataset
                             name is the key percent-encoded (``"loss/pde"`` ->
                             ``"loss%2Fpde"``, because ``"loss"`` is itself a dataset) and the
@@ -103,10 +104,12 @@ class Result:
             and optionally ``start_step``, the global step at which the stage began).
         history: named 1-D arrays of equal length per group: ``step``, ``loss``,
             ``loss/<term>``, ``lr``, ``time_s``; and the evaluation history ``eval_step``,
-            ``eval_l2_rel``, ``eval_max_abs_err``.
+            ``eval_l2_rel``, ``eval_max_abs_err``, ``eval_mse`` and the same per field
+            (``eval_l2_rel/<field>``, ...; none without a solution to measure against).
         points: ``(M, d)`` evaluation points.
         prediction: ``(M, m)`` model values there.
-        reference: ``(M, m)`` exact or reference values there.
+        reference: ``(M, m)`` exact or reference values there (``None`` when the problem has
+            neither).
         model_spec: how to rebuild the model (``kind``, widths, grid sizes, ...).
         model_state: the model's ``state_dict`` as numpy arrays (see
             :func:`kanpde.training.model.model_state_numpy`); non-tensor entries such as a
@@ -189,10 +192,18 @@ class Result:
 
     @property
     def error(self) -> np.ndarray | None:
-        """``(M, m)`` pointwise error ``prediction - reference``."""
+        """``(M, m)`` pointwise error ``prediction - reference``; a gauge field's
+        (``summary["gauge"]``: determined up to a constant) less its mean, as its metrics
+        measure it."""
         if self.prediction is None or self.reference is None:
             return None
-        return self.prediction - self.reference
+        err = self.prediction - self.reference
+        gauge = [j for j, f in enumerate(self.field_names()) if f in
+                 (self.summary.get("gauge") or ())]
+        if gauge and err.ndim == 2 and err.shape[0]:
+            err = err.copy()
+            err[:, gauge] -= err[:, gauge].mean(axis=0)
+        return err
 
     def domain_box(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The domain's bounding box ``(lo, hi)`` (float64 arrays of length ``d``): the stored

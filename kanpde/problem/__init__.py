@@ -10,6 +10,8 @@ make the stored references are in :mod:`kanpde.classical`).
 * :mod:`~kanpde.problem.reference`: exact and interpolated reference solutions;
 * :mod:`~kanpde.problem.usercode`: calls into the problem file's functions, one-line errors;
 * :mod:`~kanpde.problem.exactcheck`: does the exact solution solve the problem?
+* :mod:`~kanpde.problem.manufactured`: :func:`manufactured`, source terms derived from the
+  exact solution.
 """
 
 from kanpde.problem.conditions import (
@@ -22,9 +24,10 @@ from kanpde.problem.conditions import (
     Robin,
 )
 from kanpde.problem.load import check_problem, load_problem
+from kanpde.problem.manufactured import manufactured
 from kanpde.problem.problem import Problem, SolutionField
 from kanpde.problem.scope import FieldView, ProblemError, Scope
 
 __all__ = ["Problem", "SolutionField", "load_problem", "check_problem", "Scope", "FieldView",
            "ProblemError", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial",
-           "InitialRate", "Observations"]
+           "InitialRate", "Observations", "manufactured"]

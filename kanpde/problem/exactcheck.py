@@ -12,7 +12,13 @@ part that depends on the field (its differential operator applied to ``u``), and
 largest value, first or second derivative of ``u`` the term could use (so a homogeneous
 equation, whose parts cancel, is still measured against the size of ``u``). A residual
 or condition that is not finite at some point fails, as does an empty evaluation set or a
-solution that is not finite on it.
+solution that is not finite on it. A value condition on a gauge field
+(``Problem(gauge=...)``, a field determined only up to a constant) is checked up to a
+constant: its residual less its mean.
+
+A problem without an exact solution or reference is checked for what it states
+(:func:`check_data`): every residual and condition evaluates to a finite vector of the
+right shape on the zero field (its forcing and its data) and on a small random network.
 """
 
 from __future__ import annotations
@@ -149,8 +155,55 @@ def check_exact(problem: Problem, points: int, generator: torch.Generator, *,
         r = problem.condition_values(cond, field, pts, unknowns=unknowns)
         r0 = problem.condition_values(cond, zero, pts, unknowns=unknowns)
         scale = _field_scale(field, pts.points, problem)
-        out.append(_term(problem.condition_title(cond), "jet", r, r0, pts.points, scale,
-                         problem.coords))
+        title = problem.condition_title(cond)
+        if cond.field in problem.gauge and cond.order == 0 and r.numel():
+            r = r - r.detach().mean()  # the exact gauge field may differ by a constant
+            title += f" (up to a constant: {cond.field} is a gauge field)"
+        out.append(_term(title, "jet", r, r0, pts.points, scale, problem.coords))
+    return out
+
+
+def check_data(problem: Problem, points: int, generator: torch.Generator, *,
+               unknowns: Mapping[str, Tensor] | None = None) -> list[TermCheck]:
+    """Check a problem without a solution: every residual and condition, on the zero field
+    (its forcing and data) and on a small random KAN, is a finite ``(n,)`` vector. One
+    :class:`TermCheck` per term (``max_abs``: the largest ``|r(0)|``, the size of the
+    forcing or data; ``scale`` and ``tol`` NaN)."""
+    from kanpde.nn import KAN
+
+    zero = _ZeroField(len(problem.fields))
+    net = KAN([len(problem.coords), 4, len(problem.fields)], grid_size=3,
+              seed=int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    net = net.to(torch.float64)
+    x = problem.domain.sample_interior(points, generator)
+    terms: list[tuple[str, Tensor, Tensor, Tensor]] = []
+    res0 = problem.residual_values(zero, x, engine="jet", unknowns=unknowns)
+    resn = problem.residual_values(net, x, engine="jet", unknowns=unknowns)
+    for name in problem.residuals:
+        terms.append((f"residual {name!r}", res0[name], resn[name], x))
+    for cond in problem.conditions:
+        pts = cond.sample(problem.domain, points, generator)
+        terms.append((problem.condition_title(cond),
+                      problem.condition_values(cond, zero, pts, unknowns=unknowns),
+                      problem.condition_values(cond, net, pts, unknowns=unknowns), pts.points))
+    out = []
+    for name, r0, rn, pts in terms:
+        fault = ""
+        for what, r in (("its data (the zero field)", r0), ("a random network", rn)):
+            r = r.detach()
+            if r.ndim != 1:
+                fault = f"{name}: returned shape {tuple(r.shape)} for {what}, expected (n,)"
+            elif not bool(r.isfinite().all()):
+                bad = ~r.isfinite()
+                rows = min(int(bad.shape[0]), pts.shape[0])
+                at = _where(pts[:rows], bad[:rows], problem.coords) \
+                    if bool(bad[:rows].any()) else "?"
+                fault = (f"{name}: not finite for {what} at {int(bad.sum())} of "
+                         f"{bad.shape[0]} points (e.g. {at})")
+            if fault:
+                break
+        size = float(r0.detach().abs().max()) if r0.numel() and not fault else math.nan
+        out.append(TermCheck(name, "jet", size, math.nan, math.nan, fault))
     return out
 
 
@@ -158,13 +211,20 @@ EMPTY_EVALUATION = "the evaluation set is empty (no evaluation point lies inside
 
 
 def check_solution(problem: Problem) -> str:
-    """``""`` when the solution is finite on a non-empty evaluation set, else why not
-    (:data:`EMPTY_EVALUATION` for an empty one)."""
+    """``""`` when the solution is finite on a non-empty evaluation set (or the problem has
+    none), else why not (:data:`EMPTY_EVALUATION` for an empty one)."""
     x = problem.evaluation_points()
     if x.shape[0] == 0:
         return EMPTY_EVALUATION
+    if not problem.has_solution:
+        return ""
     u = problem.solution(x)
     bad = ~u.isfinite().all(dim=1)
+    mask = problem.region_mask(x)
+    if mask is not None:  # outside the region the solution is not used
+        if not bool(mask.any()):
+            return f"the region keeps none of the {x.shape[0]} evaluation points"
+        bad &= mask
     if bool(bad.any()):
         source = "exact solution" if problem.exact is not None else "reference solution"
         return (f"the {source} is not finite at {int(bad.sum())} of {x.shape[0]} evaluation "

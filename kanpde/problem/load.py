@@ -108,4 +108,6 @@ def check_problem(problem: Problem, n: int = 8) -> None:
         if not isinstance(out, Tensor) or out.ndim != 1:
             raise ProblemError(f"{title} returned "
                                f"{getattr(out, 'shape', type(out).__name__)}, expected (n,)")
-    problem.solution(x)
+    if problem.has_solution:
+        problem.solution(x)
+    problem.region_mask(x)

@@ -31,6 +31,7 @@ from kanpde.core.engines import Engine, compute_jet
 from kanpde.core.jet import Channels, Jet, channel_matrices
 from kanpde.nn.hard_constraint import HardConstraint
 from kanpde.problem.conditions import Condition, ConditionPoints
+from kanpde.problem.manufactured import Manufactured
 from kanpde.problem.scope import DerivativeRecorder, FieldView, JetDerivatives, ProblemError, Scope
 from kanpde.problem.usercode import call_user, user_function
 
@@ -47,14 +48,19 @@ class Problem:
         domain: a :mod:`kanpde.problem.geometry` domain of dimension ``len(coords)``; boxes,
             intervals and space-time cylinders take their part names from ``coords`` and
             ``time`` (:meth:`~kanpde.problem.geometry.Domain.with_coords`).
-        residuals: ``{name: r(s) -> (N,)}``: the PDE(s), zero for the solution.
+        residuals: ``{name: r(s) -> (N,)}``: the PDE(s), zero for the solution; a
+            :func:`~kanpde.problem.manufactured.manufactured` operator takes its source
+            term from ``exact``.
         conditions: boundary, initial and data conditions.
         fields: output field names (model output columns).
         constants: fixed named parameters, visible in residuals as ``s.<name>``.
         unknowns: unknown scalar parameters with initial guesses (inverse problems).
-        exact: exact solution ``(N, d) -> (N,)`` or ``(N, m)``.
+        exact: exact solution ``(N, d) -> (N,)`` or ``(N, m)``; ``None`` when unknown.
         reference: reference data (a :class:`kanpde.problem.reference.Reference`), when no
-            ``exact``.
+            ``exact``. Its columns are matched to ``fields`` by name when it names its
+            fields (a ``fields`` attribute), by position otherwise. With neither ``exact``
+            nor ``reference`` the problem is solved all the same and its runs report
+            residual diagnostics instead of errors.
         true_unknowns: the true values of the unknowns, for reporting.
         time: name of the time coordinate (must be the last one), or ``None``.
         eval_resolution: points per axis of the evaluation grid (``d <= 2``).
@@ -63,6 +69,15 @@ class Problem:
             mapping ``{"distance": D, "particular": g}``, a pair ``(D, g)``, a
             :class:`~kanpde.nn.hard_constraint.HardConstraint` or a callable ``net -> module``
             (see :mod:`kanpde.training.model`).
+        gauge: fields determined only up to an additive constant (a pressure in
+            incompressible flow, a potential with pure Neumann conditions), e.g.
+            ``("p",)``. Their errors are computed after removing the mean difference
+            between prediction and solution over the evaluation points, and ``kanpde
+            check`` accepts an exact solution that meets their value conditions up to a
+            constant.
+        region: where the errors are measured: a function ``(N, d) -> (N,)`` bool of the
+            evaluation points (e.g. leaving out the singular corners of a reference), or
+            ``None`` for all of them. The summary says when one was used.
         description: free text (the file's docstring by default).
         source_path: the problem file it was loaded from (set by :func:`load_problem`;
             named in every error raised while evaluating the problem's functions).
@@ -87,6 +102,8 @@ class Problem:
     eval_resolution: int | None = None
     eval_points: int = 10_000
     hard_constraint: object | None = None
+    gauge: tuple[str, ...] = ()
+    region: Callable[[Tensor], Tensor] | None = None
     description: str = ""
     source_path: str = ""
     source_sha256: str = ""
@@ -118,6 +135,9 @@ class Problem:
         for key, fn in self.residuals.items():
             if not callable(fn):
                 raise ProblemError(f"residual {key!r} is not callable")
+        object.__setattr__(self, "residuals", {  # manufactured sources from this exact
+            k: fn.bind(self, k) if isinstance(fn, Manufactured) else fn
+            for k, fn in self.residuals.items()})
         if not self.conditions and not self.unknowns and self.hard_constraint is None:
             raise ProblemError("problem has no conditions (boundary, initial or data)")
         conds = tuple(c.bind(coords, self.time) if isinstance(c, Condition) else c
@@ -130,9 +150,38 @@ class Problem:
                 raise ProblemError(f"condition {type(c).__name__} names unknown field "
                                    f"{c.field!r} (fields: {', '.join(fields)})")
         object.__setattr__(self, "conditions", conds)
-        if self.exact is None and self.reference is None:
-            raise ProblemError("problem needs an exact solution or a reference")
+        gauge = (self.gauge,) if isinstance(self.gauge, str) else tuple(self.gauge)
+        unknown = [g for g in gauge if g not in fields]
+        if unknown:
+            raise ProblemError(f"gauge names unknown field(s) {', '.join(map(repr, unknown))} "
+                               f"(fields: {', '.join(fields)})")
+        object.__setattr__(self, "gauge", gauge)
+        if self.region is not None and not callable(self.region):
+            raise ProblemError(f"region must be a function of the points (N, d) -> (N,) "
+                               f"bool, got {type(self.region).__name__}")
+        object.__setattr__(self, "_ref_columns", self._reference_columns())
         object.__setattr__(self, "_keys", self._probe())
+
+    def _reference_columns(self) -> list[int] | None:
+        """Columns of the reference that hold ``fields``, in order, when the reference
+        names its fields (``None``: by position)."""
+        if self.exact is not None or self.reference is None:
+            return None
+        names = getattr(self.reference, "fields", None)
+        if names is None:
+            return None
+        names = tuple(str(n) for n in names)
+        missing = [f for f in self.fields if f not in names]
+        if missing:
+            raise ProblemError(f"the reference has no field(s) {', '.join(missing)}; it holds "
+                               f"{', '.join(names)}")
+        columns = [names.index(f) for f in self.fields]
+        return None if columns == list(range(len(names))) else columns
+
+    @property
+    def has_solution(self) -> bool:
+        """Whether errors can be measured: an exact solution or a reference is given."""
+        return self.exact is not None or self.reference is not None
 
     # ---------------------------------------------------------------- derivatives ----------
 
@@ -272,9 +321,14 @@ class Problem:
         if self.exact is not None:
             what = self.what("exact solution")
             out = call_user(self.exact, what, x)
-        else:
+        elif self.reference is not None:
             what = self.what("reference solution")
             out = call_user(self.reference, what, x)  # type: ignore[arg-type]
+            columns = self._ref_columns  # type: ignore[attr-defined]
+            if columns is not None and isinstance(out, Tensor) and out.ndim == 2:
+                out = out[:, columns]
+        else:
+            raise ProblemError(self.what("the problem has no exact solution or reference"))
         try:
             out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
         except (TypeError, ValueError, RuntimeError) as err:
@@ -305,6 +359,30 @@ class Problem:
             grid = self.domain.sample_interior(self.eval_points,
                                                torch.Generator().manual_seed(12345))
         return grid.to(dtype=dtype, device=device)
+
+    def region_mask(self, x: Tensor) -> Tensor | None:
+        """``(N,)`` bool: the points of ``x`` ``(N, d)`` inside the evaluation ``region``
+        (``None`` without a region).
+
+        Raises:
+            ProblemError: the region function fails or returns another shape (one line
+                naming the problem file).
+        """
+        if self.region is None:
+            return None
+        what = self.what("region")
+        out = call_user(self.region, what, x)
+        try:
+            out = torch.as_tensor(out, device=x.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ProblemError(f"{what} returned {type(out).__name__}, expected a bool "
+                               f"tensor of shape ({x.shape[0]},) ({err})") from err
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.shape != (x.shape[0],):
+            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected "
+                               f"({x.shape[0]},)")
+        return out.to(torch.bool)
 
 
 def _guarded(fn: Any) -> Any:

@@ -24,7 +24,10 @@ See :mod:`kanpde.training` for the pieces:
 * :mod:`kanpde.training.weighting`: fixed, grad-norm and causal weights;
 * :mod:`kanpde.training.points`: collocation sets, RAD and RAR-D;
 * :mod:`kanpde.training.checkpoint`: atomic checkpoints and resume checks;
-* :mod:`kanpde.training.metrics`: ``l2_rel``, ``max_abs_err``, ``mse``, ``h1_rel``.
+* :mod:`kanpde.training.metrics`: ``l2_rel``, ``max_abs_err``, ``mse``, ``h1_rel``, each
+  also per field (``summary["fields"]``);
+* :mod:`kanpde.training.diagnostics`: residual diagnostics on fresh validation points
+  (``summary["validation"]``), what a problem without a solution reports.
 
 Launched with several processes (``torchrun``, ``srun``), one solve trains one model
 data-parallel; see :mod:`kanpde.training.distributed`.
@@ -58,9 +61,10 @@ from kanpde.problem.exactcheck import EMPTY_EVALUATION
 from kanpde.problem.scope import ProblemError
 from kanpde.training.checkpoint import check_compatible, check_problem_source, load_checkpoint
 from kanpde.training.config import ConfigError, SolverConfig, config_from_dict
+from kanpde.training.diagnostics import run_diagnostics
 from kanpde.training.distributed import Context
 from kanpde.training.divergence import DivergenceRule, explain_divergence
-from kanpde.training.metrics import Evaluator
+from kanpde.training.metrics import Evaluator, per_field
 from kanpde.training.model import model_state_numpy, resolve_device
 from kanpde.training.state import RunClock, TrainState
 from kanpde.training.threads import apply_threads, current_threads
@@ -143,6 +147,11 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
     status, reason = _outcome(problem, state, metrics, ev, trainer.engine, trainer.divergence)
     summary = _summary(problem, config, state, metrics, final_loss, final_terms,
                        trainer.engine, trainer.dist)
+    prediction = ev.predict(state.model).detach()
+    summary.update(_error_record(problem, ev, metrics))
+    summary["validation"] = run_diagnostics(problem, state.model, prediction,
+                                            seed=config.seed, engine=trainer.engine,
+                                            unknowns=state.unknowns or None)
     summary["status"] = status
     if reason:
         summary["status_reason"] = reason
@@ -154,8 +163,8 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
     return Result(
         summary=summary, history=history,
         points=ev.points.detach().cpu().numpy(),
-        prediction=ev.predict(state.model).detach().cpu().numpy(),
-        reference=ev.reference.detach().cpu().numpy(),
+        prediction=prediction.cpu().numpy(),
+        reference=None if ev.reference is None else ev.reference.detach().cpu().numpy(),
         model_spec=model_spec(state.model), model_state=model_state_numpy(state.model),
         config=config.to_dict(), problem_path=_absolute(problem.source_path),
         problem_source=problem.source, versions=_versions(),
@@ -204,6 +213,24 @@ def _summary(problem, config: SolverConfig, state: TrainState, metrics: Mapping[
     return summary
 
 
+def _error_record(problem, evaluator: Evaluator, metrics: Mapping[str, float]
+                  ) -> dict[str, Any]:
+    """The summary's per-field errors (``fields``; ``field_names`` keeps the problem's
+    order, which ``summary.json``'s sorted keys lose), and what they were measured on
+    (``region``, ``gauge``); without a solution the error keys are ``None`` and
+    ``reference`` is ``"none"``."""
+    if not evaluator.has_reference:
+        return {"l2_rel": None, "max_abs_err": None, "mse": None, "h1_rel": None,
+                "h1_mse": None, "reference": "none"}
+    out: dict[str, Any] = {"fields": per_field(dict(metrics), problem.fields),
+                           "field_names": list(problem.fields)}
+    if evaluator.region_note:
+        out["region"] = evaluator.region_note
+    if problem.gauge:
+        out["gauge"] = list(problem.gauge)
+    return out
+
+
 def _outcome(problem, state: TrainState, metrics: Mapping[str, float], evaluator: Evaluator,
              engine: Engine, rule: DivergenceRule) -> tuple[str, str | None]:
     """The run's status, and why when it is not ``"ok"`` (one line), given its final
@@ -219,10 +246,12 @@ def _outcome(problem, state: TrainState, metrics: Mapping[str, float], evaluator
     if state.status == "max_time":
         return "max_time", "stopped at the wall-time cap max_time_s"
     bad = [k for k in ("l2_rel", "max_abs_err", "mse") if not math.isfinite(metrics[k])]
-    if not bad:
+    if not bad or evaluator.reference is None:
         return state.status, None
     ref = evaluator.reference.reshape(evaluator.reference.shape[0], -1)
     wrong = ~ref.isfinite().all(dim=1)
+    if evaluator.mask is not None:
+        wrong &= evaluator.mask
     source = "exact solution" if problem.exact is not None else "reference solution"
     if bool(wrong.any()):
         i = int(wrong.nonzero()[0, 0])

@@ -57,6 +57,7 @@ from kanpde.training.state import RunClock, Snapshot, TrainState
 from kanpde.training.weighting import LossWeights, check_terms
 
 MAX_FAILURES = 3
+_EVAL_CLOCK = ("eval_step", "eval_time_s", "eval_cpu_s")  # evaluation-history columns
 __all__ = ["Trainer", "NonFiniteError", "MAX_FAILURES"]
 
 
@@ -131,6 +132,7 @@ class Trainer:
         self._good: Snapshot | None = None
         self._dirty = False
         self._last_l2 = math.nan
+        self._last_l2_fields = ""  # per-field l2_rel for the progress line (systems)
 
     # ----------------------------------------------------------------- loss ----------------
 
@@ -468,20 +470,27 @@ class Trainer:
         if ev.get("eval_step") and ev["eval_step"][-1] == s.global_step:
             if h1:
                 return self.evaluator(s.model, h1=True)
-            return {k: ev[f"eval_{k}"][-1] for k in ("l2_rel", "max_abs_err", "mse")}
+            return {k[5:]: v[-1] for k, v in ev.items()
+                    if k.startswith("eval_") and k not in _EVAL_CLOCK}
         return self.record_eval(h1=h1) if h1 else self.evaluator(s.model, h1=False)
 
     def record_eval(self, h1: bool = False) -> dict[str, float]:
         """Evaluate the errors now and append them to the evaluation history (``h1_rel``
-        only when ``h1``; it is not part of the history)."""
+        only when ``h1``; it is not part of the history). Without a solution to measure
+        against, the metrics are NaN and nothing is recorded."""
         s = self.state
         m = self.evaluator(s.model, h1=h1)
+        if not self.evaluator.has_reference:  # nothing to measure against: no history
+            return m
         row = {"eval_step": s.global_step, "eval_time_s": s.clock.elapsed(),
                "eval_cpu_s": s.clock.cpu_elapsed(),
-               **{f"eval_{k}": v for k, v in m.items() if k not in ("h1_rel", "h1_mse")}}
+               **{f"eval_{k}": v for k, v in m.items()
+                  if k.split("/")[0] not in ("h1_rel", "h1_mse")}}
         for k, v in row.items():
             s.eval_history.setdefault(k, []).append(v)
         self._last_l2 = m["l2_rel"]
+        fields = self.problem.fields if len(self.problem.fields) > 1 else ()
+        self._last_l2_fields = " ".join(f"{f} {m[f'l2_rel/{f}']:.1e}" for f in fields)
         return m
 
     def _after_step(self) -> None:
@@ -509,8 +518,9 @@ class Trainer:
         s = self.state
         self.bar.update(1)
         if s.step_in_stage % 10 == 0 or s.step_in_stage == 1:
-            self.bar.set_postfix_str(f"stage {s.stage} loss {loss:.3e} "
-                                     f"l2 {self._last_l2:.2e}", refresh=False)
+            per = f" ({self._last_l2_fields})" if self._last_l2_fields else ""
+            l2 = f" l2 {self._last_l2:.2e}{per}" if self.evaluator.has_reference else ""
+            self.bar.set_postfix_str(f"stage {s.stage} loss {loss:.3e}{l2}", refresh=False)
         if self.callback is not None:
             self.callback({"stage": s.stage, "step": s.step_in_stage,
                            "global_step": s.global_step, "loss": loss, "model": s.model})

@@ -29,16 +29,19 @@ VALIDATION_SEED_OFFSET = 104_729
 
 
 def validation_points(problem, seed: int, interior: int = 2000, boundary: int = 400,
-                      dtype: torch.dtype = torch.float64) -> TrainingPoints:
+                      dtype: torch.dtype = torch.float64,
+                      device: torch.device | str = "cpu") -> TrainingPoints:
     """The study's validation points: ``interior`` collocation points and ``boundary``
-    points per condition, uniform random from ``seed + VALIDATION_SEED_OFFSET``."""
+    points per condition, uniform random from ``seed + VALIDATION_SEED_OFFSET``, as
+    ``dtype`` on ``device``."""
     gen = torch.Generator().manual_seed(int(seed) + VALIDATION_SEED_OFFSET)
     cfg = SamplingConfig(interior=interior, boundary=boundary, method="uniform")
-    return sample_points(problem, cfg, gen, dtype, torch.device("cpu"))
+    return sample_points(problem, cfg, gen, dtype, torch.device(device))
 
 
 def validation_loss(problem, model: nn.Module, points: TrainingPoints,
-                    unknowns: Mapping[str, float] | None = None) -> dict[str, float]:
+                    unknowns: Mapping[str, float] | None = None,
+                    engine="jet") -> dict[str, float]:
     """Per-term mean squared residuals on ``points`` and their weighted ``total``.
 
     The terms are those of the training loss (:class:`~kanpde.training.loss.PinnLoss`) with
@@ -49,6 +52,8 @@ def validation_loss(problem, model: nn.Module, points: TrainingPoints,
         model: the trained model (float64).
         points: from :func:`validation_points`.
         unknowns: trained values of the problem's unknown parameters.
+        engine: derivative engine, a name or a :class:`~kanpde.core.engines.Engine`
+            (``"autograd"`` for models without jets).
 
     Returns:
         ``{term: mean square, ..., "total": L_val}``; NaN when the model gives non-finite
@@ -58,17 +63,20 @@ def validation_loss(problem, model: nn.Module, points: TrainingPoints,
     from kanpde.training.loss import PinnLoss
     from kanpde.training.weighting import LossWeights
 
+    like = points.interior
     unk = None if not unknowns else {
-        k: torch.tensor(float(v), dtype=torch.float64) for k, v in unknowns.items()}
+        k: like.new_tensor(float(v)) for k, v in unknowns.items()}
     conds = [c.label(i) for i, c in enumerate(problem.conditions)]
     defaults = {c.label(i): float(c.weight) for i, c in enumerate(problem.conditions)}
     weights = LossWeights(list(problem.residuals), conds, defaults, WeightingConfig())
     loss = PinnLoss(problem, weights, weighting=WeightingConfig(),
-                    regularization=RegularizationConfig(), unknowns=unk)
-    with torch.no_grad():
+                    regularization=RegularizationConfig(), unknowns=unk, engine=engine)
+    nested = getattr(engine, "name", engine) == "autograd"
+    grad = torch.enable_grad() if nested else torch.no_grad()
+    with grad:  # nested autograd needs a graph to differentiate; jets do not
         terms = loss.terms(model, points)
-        out = {k: float(v) for k, v in terms.items()}
-        out["total"] = float(loss.objective(terms))
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out["total"] = float(loss.objective(terms).detach())
     return out
 
 
