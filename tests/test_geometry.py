@@ -567,3 +567,29 @@ def test_mesh_errors(tmp_path: Path) -> None:
         MeshDomain.from_file(lines)
     with pytest.raises(ValueError, match="degenerate"):
         MeshDomain(np.array([[0, 0], [1, 0], [2, 0]], dtype=float), np.array([[0, 1, 2]]))
+
+
+def test_difference_drops_the_edges_it_cuts_away_from_the_outer_boundary():
+    """``square - quarter`` is an L whose cut-out quarter shares two edges with the square:
+    those edges are not boundary (the L lies on neither side of them), every boundary
+    point lies on the L's six edges with the polygon's normal, and the edges are sampled by
+    length (x = 1 over -1 < y < 0 is 1/8 of the perimeter 8)."""
+    g = torch.Generator().manual_seed(0)
+    cut = Box([-1.0, -1.0], [1.0, 1.0]) - Box([0.0, 0.0], [1.0, 1.0])
+    poly = Polygon([[-1, -1], [1, -1], [1, 0], [0, 0], [0, 1], [-1, 1]])
+    b = cut.sample_boundary(4000, g)
+    x = b.points
+    assert bool(poly.on_boundary(x, tol=1e-12).all())
+    assert torch.allclose(b.normals, poly.normal(x), atol=1e-12)
+    assert not bool(((x[:, 0] > 1e-9) & (x[:, 1] > 1e-9)).any())  # nothing on the quarter
+    share = float(((x[:, 0] - 1).abs() < 1e-12).double().mean())
+    assert abs(share - 1 / 8) < 0.03  # 5.8 binomial standard deviations
+
+
+def test_union_of_boxes_joined_by_a_face_has_no_boundary_on_the_face():
+    g = torch.Generator().manual_seed(1)
+    joined = Box([0.0, 0.0], [1.0, 1.0]) | Box([1.0, 0.0], [2.0, 1.0])
+    x = joined.sample_boundary(3000, g).points
+    on_face = ((x[:, 0] - 1).abs() < 1e-9) & (x[:, 1] > 1e-9) & (x[:, 1] < 1 - 1e-9)
+    assert not bool(on_face.any())
+    assert bool(Box([0.0, 0.0], [2.0, 1.0]).on_boundary(x, tol=1e-12).all())

@@ -8,11 +8,15 @@ made of operand boundary points:
   the latter with ``B``'s normals reversed (they point into ``B``);
 * ``A & B``: points of ``∂A`` inside (closed) ``B``, and of ``∂B`` inside (closed) ``A``.
 
-("Strictly inside" means inside and farther than ``tol`` from the boundary.) Boundary
-sampling draws candidates on both operands' boundaries by their measure and keeps those on
-the result's boundary, in rounds, until ``n`` are kept (see :mod:`kanpde.problem.geometry.base`).
-Where operand boundaries coincide (two boxes sharing a face) the shared face counts as
-boundary.
+("Strictly inside" means inside and farther than ``tol`` from the boundary.) A candidate
+is kept only where the result is one-sided there: it lies on the inner side of the point
+along the outward normal and not on the outer side (probed at :data:`PROBE` times the
+bounding box's diameter). So where operand boundaries coincide the shared piece is
+boundary only where the result lies on one side of it: ``square - quarter`` (an L-shape
+whose cut-out quarter shares two edges with the square) has no boundary on those edges,
+and two boxes joined by a face have none on the face. Boundary sampling draws candidates
+on both operands' boundaries by their measure and keeps those on the result's boundary, in
+rounds, until ``n`` are kept (see :mod:`kanpde.problem.geometry.base`).
 
 Boundary parts are ``A``'s parts followed by ``B``'s; a name present in both operands is
 prefixed with the operand's label, ``"<label>_<name>"`` (labels ``names=("a", "b")`` by
@@ -32,6 +36,8 @@ from kanpde.problem.geometry.base import Domain, PieceSet
 __all__ = ["Difference", "Intersection", "Union"]
 
 _INF = float("inf")
+#: probe distance of the one-sidedness test, relative to the bounding box's diameter
+PROBE = 1e-6
 
 
 class _Boolean(Domain):
@@ -70,8 +76,19 @@ class _Boolean(Domain):
         """Whether ``∂A`` and ``∂B`` at ``x`` belong to the result's boundary, each ``(N,)``."""
         raise NotImplementedError
 
+    def _one_sided(self, x: Tensor, n: Tensor) -> Tensor:
+        """Whether the result lies on the inner side of ``x`` along the outward normal ``n``
+        and not on its outer side (probes at ``PROBE`` times the bounding box's diameter),
+        ``(N,)``."""
+        lo, hi = self.bbox
+        eps = PROBE * float((hi - lo).norm())
+        return self._inside(x - eps * n) & ~self._inside(x + eps * n)
+
     def _part_distance(self, x: Tensor, tol: float) -> Tensor:
         va, vb = self._valid(x, tol)
+        nb = self.b.normal(x)
+        va = va & self._one_sided(x, self.a.normal(x))
+        vb = vb & self._one_sided(x, -nb if self._flip_b else nb)
         da = torch.where(va[:, None], self.a._part_distance(x, tol), _INF)
         db = torch.where(vb[:, None], self.b._part_distance(x, tol), _INF)
         return torch.cat([da, db], dim=1)
