@@ -521,3 +521,54 @@ def test_a_typo_in_the_first_csv_row_is_reported_not_taken_for_a_header(
     assert main(["predict", str(run), str(header), "--out", str(tmp_path / "b.npy")]) == 0
     table = np.load(tmp_path / "b.npy")  # the points' coordinates, then the field
     assert table.shape == (2, 3) and table[:, :2].tolist() == [[0.5, 0.5], [0.1, 0.2]]
+
+
+def test_a_misshaped_output_names_the_functions_definition(tmp_path, capsys):
+    """A residual or exact solution of the wrong shape fails after it returned, so the
+    traceback shows only its caller: the line names where the function is defined."""
+    body = '''import torch
+from kanpde import Dirichlet, Problem
+from kanpde.problem.geometry import Box
+
+
+def pde(s):
+    return {residual}
+
+
+def exact(x):
+    return {exact}
+
+
+problem = Problem(
+    name="shapes", coords=("x", "y"), fields=("u",), domain=Box([0, 0], [1, 1]),
+    residuals={{"pde": pde}}, conditions=[Dirichlet("u", 0.0, on="boundary")], exact=exact,
+)
+'''
+    cases = [("torch.stack([s.u.laplacian(), s.u.value], 1)", "x[:, :1] * 0",
+              "residual 'pde' returned shape", "line 6"),
+             ("s.u.laplacian()", "torch.zeros(x.shape[0], x.shape[0], dtype=x.dtype)",
+              "exact solution returned shape", "line 10")]
+    for residual, exact, what, line in cases:
+        path = tmp_path / "shapes.py"
+        path.write_text(body.format(residual=residual, exact=exact))
+        assert main(["check", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and what in err[0] and f"shapes.py, {line})" in err[0], err
+
+
+def test_flag_errors_are_one_line_and_debug_follows_the_command(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["solve", "p.py", "--seed", "abc"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["kanpde: error: solve: argument --seed: invalid int value: 'abc' "
+                   "(see kanpde solve --help)"]
+    # --debug is accepted after the command's name too (and shows the traceback)
+    assert main(["check", str(tmp_path / "missing.py"), "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+    # --out beside --resume would be ignored: refused in one line instead
+    assert main(["solve", "p.py", "--resume", str(tmp_path / "a"),
+                 "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kanpde: error: --out ")
+    assert "continues in its own directory" in err[0]

@@ -104,8 +104,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from kanpde.problem import load_problem
     from kanpde.problem.exactcheck import EMPTY_EVALUATION, check_solution
 
-    problem = load_problem(args.problem)
     resuming = args.resume is not None
+    if resuming and args.out is not None and \
+            Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ValueError(f"--out {args.out}: a resumed run continues in its own directory "
+                         f"({args.resume}); leave out --out")
+    problem = load_problem(args.problem)
     if resuming and args.solver is None:  # a run resumes with the solver it started with
         _check_out_dir(Path(args.resume), True)
         config = _checkpoint_config(Path(args.resume))

@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -122,9 +123,18 @@ def _unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``kanpde: error: <command>: <fault>``
+    (exit status 2), with ``--help`` for the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.split(maxsplit=1)[1] + ": " if " " in self.prog else ""
+        self.exit(EXIT_BAD_INPUT, f"kanpde: error: {where}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kanpde`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kanpde",
         description="Physics-informed KANs vs MLPs for PDEs, with forward derivative jets.",
         epilog="exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
@@ -160,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tune(sub)
     bench.register(sub)
+    for command in sub.choices.values():  # --debug also after the command's name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show full tracebacks instead of one-line errors")
     return parser
 
 

@@ -61,7 +61,7 @@ def load_problem_source(source: bytes | str, path: str | Path) -> Problem:
     except UserCodeError as err:  # a residual or the solution failed in the probe
         raise ProblemError(f"problem file '{path}': {err}") from err
     except ProblemError as err:  # Problem(...) refused the definition: say where
-        where = user_location(err)
+        where = None if getattr(err, "located", False) else user_location(err)
         raise ProblemError(f"problem file '{path}': {first_line(err)}"
                            + (f" ({where})" if where else "")) from err
     except SystemExit as err:

@@ -33,7 +33,7 @@ from kanpde.nn.hard_constraint import HardConstraint
 from kanpde.problem.conditions import Condition, ConditionPoints
 from kanpde.problem.manufactured import Manufactured
 from kanpde.problem.scope import DerivativeRecorder, FieldView, JetDerivatives, ProblemError, Scope
-from kanpde.problem.usercode import call_user, user_function
+from kanpde.problem.usercode import call_user, misshaped, user_function
 
 Residual = Callable[[Scope], Tensor]
 
@@ -195,7 +195,7 @@ class Problem:
                       self.parameters(x))
         for key, fn in self.residuals.items():
             what = self.what(f"residual {key!r}")
-            self._check_output(call_user(fn, what, scope), x.shape[0], what)
+            self._check_output(call_user(fn, what, scope), x.shape[0], what, fn)
         return recorder.keys
 
     def what(self, name: str) -> str:
@@ -219,16 +219,16 @@ class Problem:
         return f"condition {index} {condition.label(index)!r} ({kind})"
 
     @staticmethod
-    def _check_output(out, n: int, what: str) -> Tensor:
+    def _check_output(out, n: int, what: str, fn: object = None) -> Tensor:
         if isinstance(out, FieldView):
             out = out.value
         if not isinstance(out, Tensor):
-            raise ProblemError(f"{what} returned {type(out).__name__}, expected a tensor "
-                               f"of shape ({n},)")
+            raise misshaped(f"{what} returned {type(out).__name__}, expected a tensor "
+                            f"of shape ({n},)", fn)
         if out.shape == (n, 1):
             out = out[:, 0]
         if out.shape != (n,):
-            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected ({n},)")
+            raise misshaped(f"{what} returned shape {tuple(out.shape)}, expected ({n},)", fn)
         return out
 
     def channels(self, like: Tensor) -> Channels:
@@ -296,7 +296,7 @@ class Problem:
         problem file and the residual."""
         what = self.what(f"residual {name!r}")
         return self._check_output(call_user(self.residuals[name], what, s),
-                                  s.points.shape[0], what)
+                                  s.points.shape[0], what, self.residuals[name])
 
     def condition_values(self, condition: Condition, model: nn.Module, pts: ConditionPoints,
                          *, engine: str | Engine = "jet",
@@ -337,8 +337,9 @@ class Problem:
         if out.ndim == 1:
             out = out[:, None]
         if out.shape != (x.shape[0], len(self.fields)):
-            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected "
-                               f"({x.shape[0]}, {len(self.fields)})")
+            raise misshaped(f"{what} returned shape {tuple(out.shape)}, expected "
+                            f"({x.shape[0]}, {len(self.fields)})",
+                            self.exact if self.exact is not None else self.reference)
         return out
 
     def evaluation_points(self, *, dtype: torch.dtype = torch.float64,

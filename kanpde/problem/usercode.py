@@ -78,6 +78,23 @@ def user_location(err: BaseException) -> str | None:
     return found
 
 
+def defined_at(fn: object) -> str:
+    """``" (file.py, line N)"``: where the user's function ``fn`` is defined (``""`` for a
+    callable without source, e.g. a builtin or a class instance)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    return f" ({_shown(code.co_filename)}, line {code.co_firstlineno})"
+
+
+def misshaped(message: str, fn: object) -> ProblemError:
+    """A :class:`ProblemError` for a user function's output of the wrong shape or type:
+    ``message`` and where ``fn`` is defined (the traceback shows only the caller)."""
+    err = ProblemError(message + defined_at(fn))
+    err.located = True  # type: ignore[attr-defined]
+    return err
+
+
 def first_line(err: BaseException) -> str:
     """The first non-empty line of ``str(err)`` (the exception's name when empty)."""
     text = str(err).strip()
@@ -86,7 +103,7 @@ def first_line(err: BaseException) -> str:
 
 def describe_failure(what: str, err: BaseException) -> str:
     """One line for ``err`` raised by the user code ``what``."""
-    where = user_location(err)
+    where = None if getattr(err, "located", False) else user_location(err)
     at = f" ({where})" if where else ""
     if isinstance(err, SystemExit):
         return f"{what} called sys.exit({err.code!r}){at}"

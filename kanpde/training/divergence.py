@@ -178,6 +178,6 @@ def explain_divergence(problem, model, points, *, engine: str | Engine, unknowns
         loss, best = rule.last
         return (f"the loss grew to {loss:.3g}, over {rule.factor:.0e} times its best in the "
                 f"stage ({best:.3g}), 3 times in a row after step {step} "
-                f"(learning rate scaled down to {lr_scale:g}); a smaller lr usually helps")
+                f"(the learning rate was multiplied by {lr_scale:g}); a smaller lr usually helps")
     return (f"non-finite loss or gradient 3 times in a row after step {step} "
-            f"(learning rate scaled down to {lr_scale:g})")
+            f"(the learning rate was multiplied by {lr_scale:g})")
