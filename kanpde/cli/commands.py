@@ -159,7 +159,7 @@ def _print_status(problem_path: str, summary: dict[str, Any]) -> None:
         print(f"kanpde: warning: {problem_path}: the run was continued (--force) on a problem "
               "file edited since it started", file=sys.stderr)
     for st in summary.get("stages") or []:
-        if st.get("stopped") == "no_progress":
+        if st.get("stopped") in ("no_progress", "stalled"):
             print(f"kanpde: warning: stage {st.get('index')} ({st.get('optimizer')}) "
                   f"{st.get('reason')}", file=sys.stderr)
     reason = summary.get("status_reason")

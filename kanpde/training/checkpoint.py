@@ -109,9 +109,10 @@ def check_compatible(data: Mapping[str, Any], problem_name: str,
     if diff:
         shown = ", ".join(f"{k} ({_at(then, k)!r} then, {_at(config, k)!r} now)"
                           for k in diff[:5]) + (", ..." if len(diff) > 5 else "")
-        raise ConfigError(f"resume: {path} was written with solver "
-                          f"{data['config'].get('name')!r} and a different configuration "
-                          f"(differs in {shown})")
+        name, now = data["config"].get("name"), config.get("name")
+        which = f"solver {name!r}, not solver {now!r}" if name != now else \
+            f"solver {name!r} and a different configuration"
+        raise ConfigError(f"resume: {path} was written with {which} (differs in {shown})")
     return moved
 
 

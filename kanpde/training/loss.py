@@ -1,7 +1,9 @@
 """The PINN loss, written once: term values, the weighted objective and the residual vector.
 
 For PDE residuals ``r_k`` at the ``N`` interior points and condition residuals ``r_c`` at
-theirs, with term weights ``lambda_t`` (:class:`~kanpde.training.weighting.LossWeights`)::
+theirs, each divided by its characteristic magnitude ``S_t`` (:mod:`kanpde.training.scaling`;
+``S_t = 1`` without residual scaling), with term weights ``lambda_t``
+(:class:`~kanpde.training.weighting.LossWeights`)::
 
     L_k = mean_i r_k(x_i)^2                     (causal: sum_i w_b(i) r_k(x_i)^2 / (B c_b(i)))
     L   = sum_t lambda_t L_t + R(theta)          (R: the KAN sparsity penalty, weight 1)
@@ -114,17 +116,23 @@ class PinnLoss:
         engine: derivative engine.
         sharding: data-parallel strategy (default: one process).
         unknowns: parameters of an inverse problem by name (``None``: none).
+        term_scales: ``{term: S_t}``: every residual and condition is divided by its
+            characteristic magnitude (terms left out, or ``None``: ``1``).
     """
 
     def __init__(self, problem, weights: LossWeights, *, weighting: WeightingConfig,
                  regularization: RegularizationConfig, engine: str | Engine = "jet",
                  sharding: Sharding = SINGLE_PROCESS,
-                 unknowns: Mapping[str, Tensor] | None = None):
+                 unknowns: Mapping[str, Tensor] | None = None,
+                 term_scales: Mapping[str, float] | None = None):
         self.problem, self.weights, self.engine = problem, weights, engine
         self.weighting, self.regularization, self.sharding = weighting, regularization, sharding
         self.unknowns = dict(unknowns) if unknowns else {}
         self.res_names = list(problem.residuals)
         self.cond_names = [c.label(i) for i, c in enumerate(problem.conditions)]
+        #: ``{term: S_t}`` for every residual and condition
+        self.term_scales = {k: float((term_scales or {}).get(k, 1.0))
+                            for k in self.res_names + self.cond_names}
         #: smallest causal weight of the last evaluation (NaN without causal weighting)
         self.causal_min = math.nan
 
@@ -212,13 +220,20 @@ class PinnLoss:
         unk = self.unknowns if unknowns is None else unknowns
         return unk or None
 
+    def _scaled(self, name: str, r: Tensor) -> Tensor:
+        """``r / S_t`` of term ``name``."""
+        scale = self.term_scales[name]
+        return r if scale == 1.0 else r / scale
+
     def _interior(self, model: nn.Module, x: Tensor) -> dict[str, Tensor]:
-        return self.problem.residual_values(model, x, engine=self.engine,
-                                            unknowns=self._unknowns())
+        res = self.problem.residual_values(model, x, engine=self.engine,
+                                           unknowns=self._unknowns())
+        return {k: self._scaled(k, r) for k, r in res.items()}
 
     def _conditions(self, model: nn.Module, pts: TrainingPoints) -> list[Tensor]:
-        return [self.problem.condition_values(cond, model, pts.conditions[i],
-                                              engine=self.engine, unknowns=self._unknowns())
+        return [self._scaled(self.cond_names[i], self.problem.condition_values(
+                    cond, model, pts.conditions[i], engine=self.engine,
+                    unknowns=self._unknowns()))
                 for i, cond in enumerate(self.problem.conditions)]
 
     def _bins(self, x: Tensor) -> Tensor:
@@ -261,8 +276,8 @@ class PinnLoss:
         def fn(model: nn.Module, unknowns, xs: Tensor, scale: Tensor) -> Tensor:
             s = problem.scope(model, xs, engine=engine, channels=channels,
                               unknowns=self._unknowns(unknowns))
-            raw = torch.stack([problem._check_output(problem.residuals[k](s), xs.shape[0],
-                                                     f"residual {k!r}") for k in names], 1)
+            raw = torch.stack([self._scaled(k, problem._check_output(
+                problem.residuals[k](s), xs.shape[0], f"residual {k!r}")) for k in names], 1)
             return (raw * scale).reshape(-1)
         return fn
 
@@ -274,7 +289,7 @@ class PinnLoss:
         def fn(model: nn.Module, unknowns, xs: Tensor, normals: Tensor | None) -> Tensor:
             r = problem.condition_values(cond, model, type(cp)(xs, normals), engine=engine,
                                          unknowns=self._unknowns(unknowns))
-            return (r * scale).reshape(-1)
+            return (self._scaled(self.cond_names[i], r) * scale).reshape(-1)
         per_point = rows.numel() // max(cp.points.shape[0], 1) \
             if rows.numel() % max(cp.points.shape[0], 1) == 0 else 0
         return RowBlock(self.cond_names[i], (cp.points, cp.normals), fn, rows.detach(),

@@ -105,8 +105,8 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
         progress: a tqdm progress bar on stderr.
         force: resume even though the problem file changed since the checkpoint.
         clock: the run's clock (default: this process's wall and CPU time).
-        log: receives one-line messages about the run as it starts (a resume on another
-            device or dtype); ``None``: not shown.
+        log: receives one-line messages about the run as it starts (the characteristic
+            scales in use; a resume on another device or dtype); ``None``: not shown.
 
     Returns:
         The :class:`~kanpde.io.results.Result`. Its :attr:`~kanpde.io.results.Result.status`
@@ -143,6 +143,8 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
                                         "be computed"))
     trainer = Trainer(problem, config, model=model, out_dir=checkpoint_dir, progress=progress,
                       callback=callback, clock=clock)
+    if log is not None:
+        log(trainer.scales.line())
     if data is not None:
         try:
             trainer.load(data)
@@ -157,6 +159,8 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
     summary = _summary(problem, config, state, metrics, final_loss, final_terms,
                        trainer.engine, trainer.dist)
     summary["status"] = status
+    summary["scales"] = {**trainer.scales.record(), "initial_loss": trainer.loss_scale
+                         if config.scaling.loss == "initial" else None}
     if reason:
         summary["status_reason"] = reason
     if edited:  # continued knowingly (force) on an edited problem file
