@@ -59,6 +59,8 @@ from kanpde.problem.scope import ProblemError
 PROBE_POINTS = 256
 #: phase between the probes of consecutive fields
 PHASE = 0.6
+#: term scales this far apart are named in the start line when residual scaling is off
+SPREAD = 1e4
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class Scales:
         if self.residuals:
             out += "; residuals divided by " + ", ".join(f"{k} {v:.0e}"
                                                           for k, v in self.terms.items())
+        elif self.terms and max(self.terms.values()) >= SPREAD * min(self.terms.values()):
+            out += ("; the terms differ in size (" + ", ".join(
+                f"{k} {v:.0e}" for k, v in self.terms.items()) + "): consider [scaling] "
+                "residuals = \"auto\"")
         if self.loss is not None:
             out += f"; loss divided by its initial value {self.loss:.2e}"
         return out
