@@ -1,9 +1,7 @@
 """The PINN loss, written once: term values, the weighted objective and the residual vector.
 
 For PDE residuals ``r_k`` at the ``N`` interior points and condition residuals ``r_c`` at
-theirs, each divided by its characteristic magnitude ``S_t`` (:mod:`kanpde.training.scaling`;
-``S_t = 1`` without residual scaling), with term weights ``lambda_t``
-(:class:`~kanpde.training.weighting.LossWeights`)::
+theirs, with term weights ``lambda_t`` (:class:`~kanpde.training.weighting.LossWeights`)::
 
     L_k = mean_i r_k(x_i)^2                     (causal: sum_i w_b(i) r_k(x_i)^2 / (B c_b(i)))
     L   = sum_t lambda_t L_t + R(theta)          (R: the KAN sparsity penalty, weight 1)
@@ -17,6 +15,11 @@ where, with causal weighting (Wang, Sankaran, Perdikaris 2022), point ``i`` lies
 for every residual, condition and point, so that ``||rho||^2 = L`` and ``grad L = 2 J^T rho``
 with ``J = d rho / d theta``: the least-squares form the Levenberg-Marquardt and
 Gauss-Newton stages (:mod:`kanpde.training.second_order`) work on.
+
+With residual scaling (``[scaling] residuals = "auto"``, :mod:`kanpde.training.scaling`)
+every ``r_t`` above is ``r_t / S_t``, its value divided by the term's characteristic
+magnitude ``S_t`` (``1`` without it), in the terms, the objective and the residual vector
+alike; term values ``L_t`` are then dimensionless.
 
 **The sparsity penalty** (Liu et al. 2024, §2.5.1; :mod:`kanpde.training.regularization`)
 ``R = l1 sum_l sum_ij |phi_ij|_1 + entropy sum_l S_l`` is not a mean of pointwise squares, but

@@ -38,9 +38,10 @@ training itself then reports the fault). With a hard constraint the network is n
 scaled (``U`` would also have to absorb the distance function's units); the residual scales
 still apply.
 
-Sources: non-dimensionalisation of PINNs, e.g. Wang, Wang & Perdikaris, "An expert's guide to
-training physics-informed neural networks" (2023), §4 (non-dimensionalisation); the probe
-estimate is kanpde's own.
+Sources: non-dimensionalisation as the first step of PINN training is recommended by
+S. Wang, S. Sankaran, H. Wang and P. Perdikaris, "An expert's guide to training
+physics-informed neural networks", arXiv:2308.08468 (2023); the probe estimates of ``U`` and
+``S`` are kanpde's own.
 """
 
 from __future__ import annotations
