@@ -602,9 +602,9 @@ class Trainer:
             first = self.dimensionless_loss({k[5:]: float(v[0]) for k, v in h.items()
                                              if k.startswith("loss/") and v})
             now = self.dimensionless_loss(self.loss_value()[1])
-            reason["stalled"] = (f"met tolerance_grad or tolerance_change with the loss, each "
-                                 f"term in its characteristic magnitude, still at "
-                                 f"{now / first:.2g} of its initial value: not converged")
+            reason["stalled"] = (f"met tolerance_change with the loss, each term in its "
+                                 f"characteristic magnitude, still at {now / first:.2g} of "
+                                 "its initial value: not converged")
         s.stage_records.append({
             "index": s.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
             "start_step": s.global_step - s.step_in_stage,
