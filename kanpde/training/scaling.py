@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -73,8 +73,9 @@ class Scales:
         origins: ``{field: how U was found}``: ``"given"`` (the problem's ``scales``),
             ``"data"`` (conditions and source terms), ``"coupling"`` (other fields through
             the residuals), ``"default"`` (nothing to go by: 1).
-        terms: ``{term: S}`` (residual and condition labels; ``1`` each when residual
-            scaling is off).
+        terms: ``{term: S}`` (residual and condition labels; ``1`` each when they were not
+            measured). The trainer measures them always: they also decide whether a stage
+            stalled.
         outputs: whether the network predicts ``u / U``.
         residuals: whether the terms are divided by ``S``.
     """
@@ -84,13 +85,13 @@ class Scales:
     terms: dict[str, float]
     outputs: bool = True
     residuals: bool = True
-    loss: float | None = field(default=None)
 
     def record(self) -> dict[str, Any]:
-        """The JSON-able record of ``summary["scales"]``."""
+        """The JSON-able record of ``summary["scales"]`` (the solve adds ``initial_loss``,
+        what the optimisers' loss was divided by)."""
         return {"fields": dict(self.fields), "origins": dict(self.origins),
                 "terms": dict(self.terms), "outputs": self.outputs,
-                "residuals": self.residuals, "initial_loss": self.loss}
+                "residuals": self.residuals}
 
     def line(self) -> str:
         """One line for the start of a run, e.g. ``scales: u = 1e+03 (data); residuals
@@ -104,8 +105,6 @@ class Scales:
             out += ("; the terms differ in size (" + ", ".join(
                 f"{k} {v:.0e}" for k, v in self.terms.items()) + "): consider [scaling] "
                 "residuals = \"auto\"")
-        if self.loss is not None:
-            out += f"; loss divided by its initial value {self.loss:.2e}"
         return out
 
 
