@@ -10,6 +10,7 @@ the ``"jet"`` and ``"autograd"`` engines alike. :mod:`kanpde.training.scaling` c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -34,7 +35,7 @@ class OutputScale(nn.Module):
     def __init__(self, model: nn.Module, scale: Sequence[float]):
         super().__init__()
         values = [float(s) for s in scale]
-        bad = [s for s in values if not (s > 0.0 and torch.isfinite(torch.tensor(s)))]
+        bad = [s for s in values if not (s > 0.0 and math.isfinite(s))]
         if bad or not values:
             raise ValueError(f"output scales must be positive and finite, got {values}")
         self.model = model
