@@ -90,7 +90,8 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
             ``jet(x, second=...)`` method (the protocol of :class:`~kanpde.nn.KAN`) is
             differentiated by the config's engine, one without by nested autograd
             (``summary["engine"]`` says which). It is moved to the config's dtype and
-            device and trained in place.
+            device and trained in place; it predicts the fields themselves (no output
+            scaling; residual and loss scaling apply as configured).
         callback: called after every step with ``{"stage", "step", "global_step", "loss",
             "model"}``; raising ``KeyboardInterrupt`` there stops the run like Ctrl-C.
         checkpoint_dir: where ``checkpoint.pt`` is written (every ``checkpoint.every``
