@@ -198,3 +198,24 @@ def test_unit_problems_keep_their_model():
     """A problem of unit size gets no scaling layer (its scales are 1)."""
     r = solve(poisson(), solver(stages=[{"optimizer": "adam", "steps": 1}]))
     assert model_spec(r.model)["output_scale"] is None
+
+
+def test_a_scaled_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """The output scale (a buffer of the model) and the initial loss the optimisers divide by
+    are part of the checkpoint: a run stopped in its L-BFGS stage continues exactly."""
+    problem = poisson(1e3, 1e3)
+    d = solver(stages=[{"optimizer": "adam", "steps": 4, "lr": 0.02},
+                       {"optimizer": "lbfgs", "steps": 6}], checkpoint={"every": 1})
+    whole = solve(problem, d)
+
+    def stop(info):
+        if info["global_step"] == 7:
+            raise KeyboardInterrupt
+
+    part = solve(problem, d, checkpoint_dir=tmp_path, callback=stop)
+    assert part.status == "interrupted"
+    again = solve(problem, d, resume=tmp_path)
+    assert again.summary["steps"] == whole.summary["steps"] == 10
+    assert again.summary["scales"] == whole.summary["scales"]
+    np.testing.assert_allclose(again.history["loss"], whole.history["loss"], rtol=1e-10)
+    assert again.summary["l2_rel"] == pytest.approx(whole.summary["l2_rel"], rel=1e-8)
