@@ -26,15 +26,19 @@ zero field in every other field, unknown parameters at their initial guesses)::
   of ``b_t / a_tj`` (the size field ``j`` must have to balance the term's data: a
   Dirichlet value ``g`` gives ``rms g``, a source ``f`` of ``u'' = f`` gives
   ``rms f L^2 / pi^2``); a field without data of its own (``v`` of ``u' = v / 100``) is then
-  sized by the contributions ``a_ti U_i`` of the fields already sized; else ``1``;
+  sized by the geometric mean over the terms of ``max_i a_ti U_i / a_tj``, the largest
+  contribution of the fields already sized; else ``1``. A source that varies faster than
+  the probe gives too large a ``U`` (``helmholtz2d``'s ``sin(4 pi y)``: 10 times); give
+  ``scales`` then;
 * ``S_t = max(b_t, max_j rms (r_t(U_j phi_j) - r_t(0)))``, the larger of the term's data and
   its response to each field at its scale, as ``kanpde check`` measures the size of a term's
   parts (:mod:`kanpde.problem.exactcheck`); ``1`` when that is zero or not finite.
 
-Every scale is rounded to a power of ten: a problem already of unit size keeps exactly the
-loss it had, and a problem in other units (``L = 10^k``) becomes exactly the same training
-problem. A term whose probe evaluation fails or is not finite keeps the scale ``1`` (the
-training itself then reports the fault). With a hard constraint the network is not
+Every scale is rounded to a power of ten: a field already of unit size keeps exactly the
+network it had (no scaling layer), and with residual scaling a problem in other units
+(``L = 10^k``, ``U = 10^k``) becomes exactly the same training problem. A term whose probe
+evaluation fails or is not finite keeps the scale ``1`` (the training itself then reports
+the fault). With a hard constraint the network is not
 scaled (``U`` would also have to absorb the distance function's units); the residual scales
 still apply.
 
