@@ -38,9 +38,8 @@ Every scale is rounded to a power of ten: a field already of unit size keeps exa
 network it had (no scaling layer), and with residual scaling a problem in other units
 (``L = 10^k``, ``U = 10^k``) becomes exactly the same training problem. A term whose probe
 evaluation fails or is not finite keeps the scale ``1`` (the training itself then reports
-the fault). With a hard constraint the network is not
-scaled (``U`` would also have to absorb the distance function's units); the residual scales
-still apply.
+the fault). With a hard constraint the network is not scaled (``U`` would also have to
+absorb the distance function's units); the residual scales still apply.
 
 Sources: non-dimensionalisation as the first step of PINN training is recommended by
 S. Wang, S. Sankaran, H. Wang and P. Perdikaris, "An expert's guide to training
