@@ -64,7 +64,7 @@ PROBE_POINTS = 256
 #: phase between the probes of consecutive fields
 PHASE = 0.6
 #: term scales this far apart are named in the start line when residual scaling is off
-SPREAD = 1e4
+SPREAD = 1e2
 
 
 @dataclass(frozen=True)
