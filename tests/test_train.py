@@ -253,8 +253,9 @@ def test_resume_rejects_other_problem_or_solver(sinsin, tmp_path):
     with pytest.raises(ConfigError, match="poisson2d_sinsin.*poisson2d_paper"):
         run(other, d, resume=tmp_path)
     d2 = {**d, "name": "other_solver", "seed": 1}
-    with pytest.raises(ConfigError, match="solver 'test_kan', not solver 'other_solver'.*"
-                                          "differs in name, seed"):
+    with pytest.raises(ConfigError, match=r"solver 'test_kan', not solver 'other_solver' "
+                                          r"\(differs in name \('test_kan' then, "
+                                          r"'other_solver' now\), seed \(0 then, 1 now\)\)"):
         run(sinsin, d2, resume=tmp_path)
     with pytest.raises(ConfigError, match="no checkpoint found"):
         run(sinsin, d, resume=tmp_path / "nowhere")

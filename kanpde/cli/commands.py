@@ -84,11 +84,20 @@ def _run_one(problem, config, out: Path, *, overrides: dict[str, Any], resume: b
 
     result = solve(problem, config.with_overrides(overrides),
                    checkpoint_dir=out, resume=out if resume else None, progress=not quiet,
-                   force=force)
+                   force=force, log=_logger(quiet) if is_main_process() else None)
     result.summary.setdefault("solver", config.name)
     if is_main_process():
         save_result(result, out)
     return result.summary
+
+
+def _logger(quiet: bool):
+    """Prints the one-line notes of a run to stderr: all of them, or with ``--quiet`` only
+    the one saying that a resumed run continues on another device or dtype."""
+    def note(line: str) -> None:
+        if not quiet or line.startswith("resuming "):
+            print(f"kanpde: note: {line}", file=sys.stderr)
+    return note
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
@@ -154,7 +163,7 @@ def _print_status(problem_path: str, summary: dict[str, Any]) -> None:
         print(f"kanpde: warning: {problem_path}: the run was continued (--force) on a problem "
               "file edited since it started", file=sys.stderr)
     for st in summary.get("stages") or []:
-        if st.get("stopped") == "no_progress":
+        if st.get("stopped") in ("no_progress", "stalled"):
             print(f"kanpde: warning: stage {st.get('index')} ({st.get('optimizer')}) "
                   f"{st.get('reason')}", file=sys.stderr)
     reason = summary.get("status_reason")

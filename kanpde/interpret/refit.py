@@ -26,6 +26,7 @@ from kanpde.training.jacobian import Jacobian, Parameters
 from kanpde.training.loss import PinnLoss
 from kanpde.training.metrics import Evaluator
 from kanpde.training.points import TrainingPoints, sample_points
+from kanpde.training.scaling import solver_term_scales
 from kanpde.training.second_order import LeastSquares, LevenbergMarquardt
 from kanpde.training.weighting import LossWeights
 
@@ -65,7 +66,8 @@ class ProblemLoss:
         #: the loss object itself
         self.pinn = PinnLoss(problem, lw, weighting=config.weighting,
                              regularization=config.regularization, engine=self.engine,
-                             unknowns=self.unknowns)
+                             unknowns=self.unknowns,
+                             term_scales=solver_term_scales(problem, config))
 
     def terms(self, model: nn.Module) -> dict[str, Tensor]:
         """``{term: L_t}``."""

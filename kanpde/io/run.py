@@ -61,8 +61,8 @@ class Run:
         if self.result.problem_source:
             return load_problem_source(self.result.problem_source, path)
         if not path or not Path(path).is_file():
-            raise FileNotFoundError(f"run {self.directory}: its problem file '{path}' is not "
-                                    "there any more and the result holds no copy of it")
+            raise FileNotFoundError(f"run {self.directory}: its problem file {_where(path)} "
+                                    "and the result holds no copy of it")
         return load_problem(path)
 
     @property
@@ -73,13 +73,24 @@ class Run:
         if not source:
             return None
         if not path or not Path(path).is_file():
-            return (f"the problem file '{path}' of run {self.directory} is gone; using the "
+            return (f"the problem file of run {self.directory}, {_where(path)}; using the "
                     "copy stored in its result.h5")
         stored = hashlib.sha256(source.encode("utf-8")).hexdigest()
         if hashlib.sha256(Path(path).read_bytes()).hexdigest() != stored:
             return (f"the problem file '{path}' changed since run {self.directory}; using "
                     "the copy stored in its result.h5")
         return None
+
+
+def _where(path: str) -> str:
+    """Why the problem file at ``path`` cannot be read, in a few words: gone, or a relative
+    path (results of earlier versions) that does not lead to it from here."""
+    if not path:
+        return "was not recorded"
+    if not Path(path).is_absolute():
+        return (f"'{path}' is a path relative to the directory the run was made in, and "
+                f"not found from {Path.cwd()}")
+    return f"'{path}' is gone"
 
 
 def load_run(directory: str | os.PathLike) -> Run:

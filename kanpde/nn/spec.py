@@ -7,7 +7,8 @@ state dict); for an MLP the widths and activation; for the input embedding its o
 (the box and target of an :class:`~kanpde.nn.AffineMap`, the frequencies' count, scale and
 seed of :class:`~kanpde.nn.FourierFeatures`, the periods and harmonics of a
 :class:`~kanpde.nn.PeriodicEmbedding`); and whether a hard constraint wraps the network (its
-distance and particular functions belong to the problem). :func:`model_from_spec` builds the
+distance and particular functions belong to the problem) and the output scales ``U`` of an
+:class:`~kanpde.nn.output_scale.OutputScale` (``u = U N``). :func:`model_from_spec` builds the
 model back, and with the state dict loaded it computes exactly what the trained one did, with
 no problem file and no solver file. A model of another class is described by its class name
 only (``kind = "custom"``) and cannot be rebuilt.
@@ -16,6 +17,7 @@ Layout (JSON-able)::
 
     {"format": 2, "kind": "kan" | "mlp" | "custom", "dtype": "float64",
      "in_dim": d, "out_dim": m, "widths": [d, ..., m], "hard_constraint": bool,
+     "output_scale": null | [U_1, ..., U_m],                 (absent in earlier runs: null)
      "grid_size": [G_1, ...], "spline_order": [k_1, ...], "grid_range": [[a, b], ...],  (KAN)
      "activation": "tanh",                                                              (MLP)
      "embedding": null | {"type": "affine", "lo": [...], "hi": [...], "target": [a, b]}
@@ -40,6 +42,7 @@ from kanpde.nn.embed import AffineMap, Chain, FourierFeatures, PeriodicEmbedding
 from kanpde.nn.hard_constraint import HardConstraint
 from kanpde.nn.kan import KAN
 from kanpde.nn.mlp import MLP
+from kanpde.nn.output_scale import OutputScale
 from kanpde.nn.parts import grid_sizes, network
 
 FORMAT = 2
@@ -49,13 +52,16 @@ FORMAT = 2
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """The resolved constructor arguments of ``model`` (see the module docstring)."""
     net = network(model)
-    wrapped = isinstance(model, HardConstraint) and model.model is net
-    if model is not net and not wrapped:  # a wrapper of the caller's own: not rebuildable
-        net = model
+    wrapped = isinstance(model, HardConstraint)
+    inner = model.model if wrapped else model
+    scale = inner.scales if isinstance(inner, OutputScale) else None
+    core = inner.model if scale is not None else inner
+    if core is not net:  # a wrapper of the caller's own: not rebuildable
+        net, wrapped, scale = model, False, None
     tensors = list(model.parameters()) + list(model.buffers())
     dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float64)
     spec: dict[str, Any] = {"format": FORMAT, "dtype": dtype_name(dtype),
-                            "hard_constraint": wrapped}
+                            "hard_constraint": wrapped, "output_scale": scale}
     if isinstance(net, KAN):
         spec.update(kind="kan", widths=list(net.widths), grid_size=grid_sizes(net),
                     spline_order=[layer.k for layer in net.layers],
@@ -154,11 +160,13 @@ def model_from_spec(spec: Mapping[str, Any], state: Mapping[str, Any] | None = N
     else:
         raise ValueError(f"model spec: unknown kind {kind!r}")
     model = net
+    if spec.get("output_scale") is not None:
+        model = OutputScale(net, spec["output_scale"])
     if spec.get("hard_constraint"):
         if hard_constraint is None:
             raise ValueError("the model has a hard constraint, whose functions belong to its "
                              "problem; rebuild it with the problem's hard constraint")
-        model = hard_constraint(net)
+        model = hard_constraint(model)
     if state is not None:
         model.load_state_dict({k: torch.from_numpy(np.array(v, copy=True))
                                if isinstance(v, np.ndarray | np.generic) else v

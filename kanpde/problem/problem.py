@@ -20,6 +20,7 @@ file runs on the "jet" and "autograd" engines and never names either.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,10 @@ class Problem:
         region: where the errors are measured: a function ``(N, d) -> (N,)`` bool of the
             evaluation points (e.g. leaving out the singular corners of a reference), or
             ``None`` for all of them. The summary says when one was used.
+        scales: characteristic magnitudes of the fields by name (``{"u": 1e3}``), in the
+            fields' units: the network predicts ``u / U`` (:mod:`kanpde.training.scaling`).
+            Fields left out are estimated from the conditions' data and the residuals'
+            source terms. Coordinates need none: the domain's bounding box gives them.
         description: free text (the file's docstring by default).
         source_path: the problem file it was loaded from (set by :func:`load_problem`;
             named in every error raised while evaluating the problem's functions).
@@ -104,6 +109,7 @@ class Problem:
     hard_constraint: object | None = None
     gauge: tuple[str, ...] = ()
     region: Callable[[Tensor], Tensor] | None = None
+    scales: Mapping[str, float] = field(default_factory=dict)
     description: str = ""
     source_path: str = ""
     source_sha256: str = ""
@@ -130,6 +136,7 @@ class Problem:
                 object.__setattr__(self, "domain", self.domain.with_coords(coords, self.time))
             except ValueError as err:
                 raise ProblemError(str(err)) from err
+        self._check_scales(fields)
         if not self.residuals:
             raise ProblemError("problem has no residuals")
         for key, fn in self.residuals.items():
@@ -182,6 +189,22 @@ class Problem:
     def has_solution(self) -> bool:
         """Whether errors can be measured: an exact solution or a reference is given."""
         return self.exact is not None or self.reference is not None
+    def _check_scales(self, fields: tuple[str, ...]) -> None:
+        if not isinstance(self.scales, Mapping):
+            raise ProblemError(f"scales must be a mapping {{field: magnitude}}, got "
+                               f"{type(self.scales).__name__}")
+        for key, value in self.scales.items():
+            if key not in fields:
+                raise ProblemError(f"scales: {key!r} is not a field (fields: "
+                                   f"{', '.join(fields)})")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if not (math.isfinite(number) and number > 0):
+                raise ProblemError(f"scales: {key!r}: must be a positive finite number, "
+                                   f"got {value!r}")
+        object.__setattr__(self, "scales", {k: float(v) for k, v in self.scales.items()})
 
     # ---------------------------------------------------------------- derivatives ----------
 

@@ -1,6 +1,6 @@
 """The sections of a solver configuration: the vocabularies, value checkers and frozen
 dataclasses of ``[model]``, ``[sampling]``, ``[[stages]]``, ``[weighting]``, ``[evaluation]``,
-``[checkpoint]``, ``[regularization]`` and ``[distributed]``. Public through
+``[checkpoint]``, ``[regularization]``, ``[scaling]`` and ``[distributed]``. Public through
 :mod:`kanpde.training.config`, which assembles them into a
 :class:`~kanpde.training.config.SolverConfig` and reads files.
 """
@@ -28,6 +28,9 @@ SCHEDULES = ("constant", "exponential", "cosine")
 WEIGHTINGS = ("fixed", "gradnorm")
 SCALINGS = ("strong", "weak")
 BACKENDS = ("auto", "gloo", "nccl")
+OUTPUT_SCALINGS = ("auto", "none")
+RESIDUAL_SCALINGS = ("auto", "none")
+LOSS_SCALINGS = ("initial", "none")
 #: default learning rate per optimiser (L-BFGS, Gauss-Newton: the initial line-search step;
 #: Levenberg-Marquardt does not use it)
 DEFAULT_LR = {"adam": 1e-3, "lbfgs": 1.0, "lm": 1.0, "gauss_newton": 1.0}
@@ -396,6 +399,28 @@ class DistributedConfig(_Section):
     scaling: str = _opt("strong", _choice(SCALINGS))
     backend: str = _opt("auto", _choice(BACKENDS))
     timeout_s: float = _opt(300.0, _float(gt=0.0))
+
+
+@dataclass(frozen=True)
+class ScalingConfig(_Section):
+    """``[scaling]``: how a solve makes the problem dimensionless
+    (:mod:`kanpde.training.scaling`). Inputs are scaled by ``model.normalize_inputs``.
+
+    Attributes:
+        outputs: ``"auto"``: the network predicts ``u / U`` for characteristic field scales
+            ``U`` (the problem's ``scales``, else estimated from its conditions and source
+            terms); ``"none"``: it predicts ``u``.
+        residuals: ``"auto"``: every residual and condition is divided by a characteristic
+            magnitude of its terms at those scales, so each loss term starts near unit
+            size whatever the units; ``"none"``: terms in the problem's units.
+        loss: ``"initial"``: the optimisers see the loss divided by its value at the start
+            of the run, so their tolerances (and Adam's epsilon, L-BFGS's curvature test)
+            are relative to it; ``"none"``: the loss as it is.
+    """
+
+    outputs: str = _opt("auto", _choice(OUTPUT_SCALINGS))
+    residuals: str = _opt("none", _choice(RESIDUAL_SCALINGS))
+    loss: str = _opt("initial", _choice(LOSS_SCALINGS))
 
 
 def _default_stages() -> tuple[StageConfig, ...]:

@@ -79,12 +79,23 @@ def check_problem_source(data: Mapping[str, Any], problem, force: bool = False) 
     return True
 
 
+#: top-level config keys a resume may change: where and in what precision the run continues
+#: (the model, optimiser state and points are moved and cast when loaded)
+RESUME_OVERRIDES = ("device", "dtype")
+
+
 def check_compatible(data: Mapping[str, Any], problem_name: str,
-                     config: Mapping[str, Any]) -> None:
-    """Raise unless the checkpoint was written for this problem and this solver config.
+                     config: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Raise unless the checkpoint was written for this problem and this solver config, up
+    to the keys of :data:`RESUME_OVERRIDES`.
+
+    Returns:
+        ``{key: (value then, value now)}`` for every key of :data:`RESUME_OVERRIDES` that
+        differs (a run moved to another device or precision); empty when none does.
 
     Raises:
-        ConfigError: naming both problems or both solvers and the differing keys.
+        ConfigError: naming both problems, or every differing key with both of its values
+            (``differs in stages[0].lr (0.01 then, 0.02 now)``).
     """
     path = data.get("path", "checkpoint")
     if data["problem"] != problem_name:
@@ -93,8 +104,31 @@ def check_compatible(data: Mapping[str, Any], problem_name: str,
                           f"{problem_name!r}")
     then = config_from_dict(data["config"], source=f"{path}: config").to_dict()  # canonical
     diff = diff_configs(then, config)
+    moved = {k: (then.get(k), config.get(k)) for k in diff if k in RESUME_OVERRIDES}
+    diff = [k for k in diff if k not in RESUME_OVERRIDES]
     if diff:
-        shown = ", ".join(diff[:5]) + (", ..." if len(diff) > 5 else "")
-        raise ConfigError(f"resume: {path} was written with solver "
-                          f"{data['config'].get('name')!r}, not solver {config.get('name')!r} "
-                          f"(differs in {shown})")
+        shown = ", ".join(f"{k} ({_at(then, k)!r} then, {_at(config, k)!r} now)"
+                          for k in diff[:5]) + (", ..." if len(diff) > 5 else "")
+        name, now = data["config"].get("name"), config.get("name")
+        which = f"solver {name!r}, not solver {now!r}" if name != now else \
+            f"solver {name!r} and a different configuration"
+        raise ConfigError(f"resume: {path} was written with {which} (differs in {shown})")
+    return moved
+
+
+def describe_overrides(moved: Mapping[str, tuple[Any, Any]]) -> str:
+    """``"device 'cpu' (written with 'cuda'), dtype 'float32' (written with 'float64')"``."""
+    return ", ".join(f"{k} {now!r} (written with {then!r})" for k, (then, now) in moved.items())
+
+
+def _at(config: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of :func:`diff_configs` (``stages[0].lr``); ``None`` when
+    absent."""
+    node: Any = config
+    for part in dotted.split("."):
+        name, _, rest = part.partition("[")
+        node = node.get(name) if isinstance(node, Mapping) else None
+        for index in rest.rstrip("]").split("][") if rest else ():
+            node = node[int(index)] if isinstance(node, list) and int(index) < len(node) \
+                else None
+    return node

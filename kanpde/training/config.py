@@ -61,6 +61,7 @@ from kanpde.training._config_sections import (
     ModelConfig,
     RegularizationConfig,
     SamplingConfig,
+    ScalingConfig,
     StageConfig,
     WeightingConfig,
     _choice,
@@ -79,6 +80,7 @@ from kanpde.training._config_sections import (
 
 __all__ = ["ConfigError", "SolverConfig", "ModelConfig", "SamplingConfig", "StageConfig",
            "WeightingConfig", "EvaluationConfig", "CheckpointConfig", "RegularizationConfig",
+           "ScalingConfig",
            "DistributedConfig", "stage_option", "DEFAULT_LR", "SECOND_ORDER",
            "SECOND_ORDER_DEFAULTS", "OVERRIDE_KEYS", "RUNTIME_KEYS", "config_from_dict",
            "load_config", "diff_configs"]
@@ -107,7 +109,7 @@ class SolverConfig:
         threads: CPU threads of torch (``None``: the cores that are free, see
             :mod:`kanpde.training.threads`); not part of the resume check.
         model, sampling, stages, weighting, evaluation, checkpoint, regularization,
-            distributed: the sections.
+            scaling, distributed: the sections.
     """
 
     name: str = _opt("solver", _str)
@@ -126,6 +128,7 @@ class SolverConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     #: where the config came from (for messages; not part of the config itself)
     source: str = field(default="<dict>", compare=False, repr=False,
@@ -166,7 +169,7 @@ OVERRIDE_KEYS = ("engine", "kernel", "dtype", "device", "seed", "threads")
 """Top-level keys a command line or a caller may replace (:meth:`SolverConfig.with_overrides`)."""
 
 
-_SECTIONS = {"regularization": RegularizationConfig,
+_SECTIONS = {"regularization": RegularizationConfig, "scaling": ScalingConfig,
              "model": ModelConfig, "sampling": SamplingConfig, "weighting": WeightingConfig,
              "evaluation": EvaluationConfig, "checkpoint": CheckpointConfig,
              "distributed": DistributedConfig}

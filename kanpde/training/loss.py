@@ -16,6 +16,11 @@ for every residual, condition and point, so that ``||rho||^2 = L`` and ``grad L 
 with ``J = d rho / d theta``: the least-squares form the Levenberg-Marquardt and
 Gauss-Newton stages (:mod:`kanpde.training.second_order`) work on.
 
+With residual scaling (``[scaling] residuals = "auto"``, :mod:`kanpde.training.scaling`)
+every ``r_t`` above is ``r_t / S_t``, its value divided by the term's characteristic
+magnitude ``S_t`` (``1`` without it), in the terms, the objective and the residual vector
+alike; term values ``L_t`` are then dimensionless.
+
 **The sparsity penalty** (Liu et al. 2024, §2.5.1; :mod:`kanpde.training.regularization`)
 ``R = l1 sum_l sum_ij |phi_ij|_1 + entropy sum_l S_l`` is not a mean of pointwise squares, but
 both parts are non-negative, so it enters the residual vector *exactly* as square roots:
@@ -114,17 +119,23 @@ class PinnLoss:
         engine: derivative engine.
         sharding: data-parallel strategy (default: one process).
         unknowns: parameters of an inverse problem by name (``None``: none).
+        term_scales: ``{term: S_t}``: every residual and condition is divided by its
+            characteristic magnitude (terms left out, or ``None``: ``1``).
     """
 
     def __init__(self, problem, weights: LossWeights, *, weighting: WeightingConfig,
                  regularization: RegularizationConfig, engine: str | Engine = "jet",
                  sharding: Sharding = SINGLE_PROCESS,
-                 unknowns: Mapping[str, Tensor] | None = None):
+                 unknowns: Mapping[str, Tensor] | None = None,
+                 term_scales: Mapping[str, float] | None = None):
         self.problem, self.weights, self.engine = problem, weights, engine
         self.weighting, self.regularization, self.sharding = weighting, regularization, sharding
         self.unknowns = dict(unknowns) if unknowns else {}
         self.res_names = list(problem.residuals)
         self.cond_names = [c.label(i) for i, c in enumerate(problem.conditions)]
+        #: ``{term: S_t}`` for every residual and condition
+        self.term_scales = {k: float((term_scales or {}).get(k, 1.0))
+                            for k in self.res_names + self.cond_names}
         #: smallest causal weight of the last evaluation (NaN without causal weighting)
         self.causal_min = math.nan
 
@@ -212,13 +223,20 @@ class PinnLoss:
         unk = self.unknowns if unknowns is None else unknowns
         return unk or None
 
+    def _scaled(self, name: str, r: Tensor) -> Tensor:
+        """``r / S_t`` of term ``name``."""
+        scale = self.term_scales[name]
+        return r if scale == 1.0 else r / scale
+
     def _interior(self, model: nn.Module, x: Tensor) -> dict[str, Tensor]:
-        return self.problem.residual_values(model, x, engine=self.engine,
-                                            unknowns=self._unknowns())
+        res = self.problem.residual_values(model, x, engine=self.engine,
+                                           unknowns=self._unknowns())
+        return {k: self._scaled(k, r) for k, r in res.items()}
 
     def _conditions(self, model: nn.Module, pts: TrainingPoints) -> list[Tensor]:
-        return [self.problem.condition_values(cond, model, pts.conditions[i],
-                                              engine=self.engine, unknowns=self._unknowns())
+        return [self._scaled(self.cond_names[i], self.problem.condition_values(
+                    cond, model, pts.conditions[i], engine=self.engine,
+                    unknowns=self._unknowns()))
                 for i, cond in enumerate(self.problem.conditions)]
 
     def _bins(self, x: Tensor) -> Tensor:
@@ -261,8 +279,8 @@ class PinnLoss:
         def fn(model: nn.Module, unknowns, xs: Tensor, scale: Tensor) -> Tensor:
             s = problem.scope(model, xs, engine=engine, channels=channels,
                               unknowns=self._unknowns(unknowns))
-            raw = torch.stack([problem._check_output(problem.residuals[k](s), xs.shape[0],
-                                                     f"residual {k!r}") for k in names], 1)
+            raw = torch.stack([self._scaled(k, problem._check_output(
+                problem.residuals[k](s), xs.shape[0], f"residual {k!r}")) for k in names], 1)
             return (raw * scale).reshape(-1)
         return fn
 
@@ -274,7 +292,7 @@ class PinnLoss:
         def fn(model: nn.Module, unknowns, xs: Tensor, normals: Tensor | None) -> Tensor:
             r = problem.condition_values(cond, model, type(cp)(xs, normals), engine=engine,
                                          unknowns=self._unknowns(unknowns))
-            return (r * scale).reshape(-1)
+            return (self._scaled(self.cond_names[i], r) * scale).reshape(-1)
         per_point = rows.numel() // max(cp.points.shape[0], 1) \
             if rows.numel() % max(cp.points.shape[0], 1) == 0 else 0
         return RowBlock(self.cond_names[i], (cp.points, cp.normals), fn, rows.detach(),

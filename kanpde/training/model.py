@@ -10,8 +10,9 @@ fields) KAN or MLP behind the input maps the config asks for, in this order:
    :class:`~kanpde.nn.PeriodicEmbedding` of the named coordinates with period = their
    bounding-box length (in normalised units when normalised);
 
-then wraps it in the problem's hard constraint, if it has one
-(:meth:`kanpde.problem.Problem.constrain`).
+then multiplies its outputs by the field scales ``U`` when given
+(:class:`~kanpde.nn.output_scale.OutputScale`, :mod:`kanpde.training.scaling`), and wraps it
+in the problem's hard constraint, if it has one (:meth:`kanpde.problem.Problem.constrain`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 
 from kanpde.core.dtypes import as_dtype
 from kanpde.nn import KAN, MLP, AffineMap, Chain, FourierFeatures, PeriodicEmbedding
+from kanpde.nn.output_scale import OutputScale
 from kanpde.nn.parts import network
 from kanpde.training.config import ConfigError, ModelConfig
 
@@ -72,7 +74,8 @@ def _embedding(problem, cfg: ModelConfig, dtype: torch.dtype, device: torch.devi
 
 def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torch.float64,
                 device: torch.device | str = "cpu", seed: int = 0,
-                grid_size: int | Sequence[int] | None = None) -> nn.Module:
+                grid_size: int | Sequence[int] | None = None,
+                output_scale: Sequence[float] | None = None) -> nn.Module:
     """The model a solve trains, ``(N, d) -> (N, m)``.
 
     Args:
@@ -83,6 +86,8 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
         seed: initialisation seed (also of the Fourier features).
         grid_size: KAN grid size(s) overriding ``model_cfg.grid_size`` (rebuilding a model
             after grid extension).
+        output_scale: ``(m,)`` field scales ``U``: the network predicts ``u / U``
+            (``None``, or all ones: no scaling layer).
     """
     dtype, device = as_dtype(dtype), torch.device(device)
     widths = [len(problem.coords), *model_cfg.widths, len(problem.fields)]
@@ -98,6 +103,8 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
     else:
         net = MLP(widths, model_cfg.activation, embedding=emb, seed=seed, dtype=dtype,
                   device=device)
+    if output_scale is not None and any(float(u) != 1.0 for u in output_scale):
+        net = OutputScale(net, output_scale)
     return problem.constrain(net)
 
 

@@ -9,6 +9,11 @@ decided here (torch's own checks only end its inner loop, which ``max_iter=1`` e
 * ``max |grad| <= tolerance_grad`` at the start of an iteration;
 * ``|loss_new - loss_old| < tolerance_change`` or ``max |t d| <= tolerance_change`` after one.
 
+The loss and gradient every optimiser here sees are divided by the run's initial loss
+(``[scaling] loss = "initial"``, the default; :attr:`kanpde.training.trainer.Trainer.loss_scale`),
+so these tolerances, torch's curvature test ``y^T s > 1e-10`` and Adam's ``eps`` are relative
+to the start of the run rather than to the units of the loss.
+
 Each iteration's first closure call evaluates the loss at the point the previous line search
 accepted; :class:`CachedClosure` returns that evaluation from a cache keyed by the exact
 parameter values, so the budget is not spent twice on the same point.

@@ -59,7 +59,12 @@ from kanpde.nn.parts import grid_sizes, network, trainable_parameters
 from kanpde.nn.spec import model_spec
 from kanpde.problem.exactcheck import EMPTY_EVALUATION
 from kanpde.problem.scope import ProblemError
-from kanpde.training.checkpoint import check_compatible, check_problem_source, load_checkpoint
+from kanpde.training.checkpoint import (
+    check_compatible,
+    check_problem_source,
+    describe_overrides,
+    load_checkpoint,
+)
 from kanpde.training.config import ConfigError, SolverConfig, config_from_dict
 from kanpde.training.diagnostics import run_diagnostics
 from kanpde.training.distributed import Context
@@ -76,7 +81,8 @@ __all__ = ["solve"]
 def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
           model: nn.Module | None = None, callback: Callable[[dict], None] | None = None,
           checkpoint_dir: str | Path | None = None, resume: str | Path | None = None,
-          progress: bool = False, force: bool = False, clock: RunClock | None = None) -> Result:
+          progress: bool = False, force: bool = False, clock: RunClock | None = None,
+          log: Callable[[str], None] | None = None) -> Result:
     """Train a model on ``problem`` with the solver ``config``.
 
     Args:
@@ -88,7 +94,8 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
             ``jet(x, second=...)`` method (the protocol of :class:`~kanpde.nn.KAN`) is
             differentiated by the config's engine, one without by nested autograd
             (``summary["engine"]`` says which). It is moved to the config's dtype and
-            device and trained in place.
+            device and trained in place; it predicts the fields themselves (no output
+            scaling; residual and loss scaling apply as configured).
         callback: called after every step with ``{"stage", "step", "global_step", "loss",
             "model"}``; raising ``KeyboardInterrupt`` there stops the run like Ctrl-C.
         checkpoint_dir: where ``checkpoint.pt`` is written (every ``checkpoint.every``
@@ -96,10 +103,15 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
             then the resume directory).
         resume: a run directory (or checkpoint file) to continue from. It must come from the
             same problem (name and, for a problem file, its exact contents) and the same
-            resolved solver config, and its checksum must match.
+            resolved solver config, except ``device`` and ``dtype``: a run may continue on
+            another device or in another precision (the state is moved and cast, ``log``
+            says so and ``summary["resumed_with"]`` records both values); its checksum
+            must match.
         progress: a tqdm progress bar on stderr.
         force: resume even though the problem file changed since the checkpoint.
         clock: the run's clock (default: this process's wall and CPU time).
+        log: receives one-line messages about the run as it starts (the characteristic
+            scales in use; a resume on another device or dtype); ``None``: not shown.
 
     Returns:
         The :class:`~kanpde.io.results.Result`. Its :attr:`~kanpde.io.results.Result.status`
@@ -122,11 +134,13 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
         config = config_from_dict(config)
     resolve_device(config.device)
     apply_threads(config.threads)
-    data, edited = None, False
+    data, edited, moved = None, False, {}
     if resume is not None:
         data = load_checkpoint(resume)
-        check_compatible(data, problem.name, config.to_dict())
+        moved = check_compatible(data, problem.name, config.to_dict())
         edited = check_problem_source(data, problem, force)
+        if moved and log is not None:
+            log(f"resuming {data['path']} with {describe_overrides(moved)}")
         if checkpoint_dir is None:
             checkpoint_dir = Path(data["path"]).parent
     if problem.evaluation_points().shape[0] == 0:
@@ -134,6 +148,8 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
                                         "be computed"))
     trainer = Trainer(problem, config, model=model, out_dir=checkpoint_dir, progress=progress,
                       callback=callback, clock=clock)
+    if log is not None:
+        log(trainer.scales.line())
     if data is not None:
         try:
             trainer.load(data)
@@ -153,10 +169,14 @@ def solve(problem, config: SolverConfig | Mapping[str, Any] | None = None, *,
                                             seed=config.seed, engine=trainer.engine,
                                             unknowns=state.unknowns or None)
     summary["status"] = status
+    summary["scales"] = {**trainer.scales.record(), "initial_loss": trainer.loss_scale
+                         if config.scaling.loss == "initial" else None}
     if reason:
         summary["status_reason"] = reason
     if edited:  # continued knowingly (force) on an edited problem file
         summary["resumed_on_edited_problem"] = True
+    if moved:  # continued on another device or in another precision
+        summary["resumed_with"] = {k: {"then": a, "now": b} for k, (a, b) in moved.items()}
     history = {k: np.asarray(v, dtype=np.int64 if k in ("step", "stage", "eval_step")
                              else np.float64)
                for k, v in {**state.history, **state.eval_history}.items()}

@@ -141,7 +141,10 @@ class TrainState:
         lr_scale: the NaN guard's learning-rate factor in this stage.
         failures, rollbacks: NaN-guard failures in a row, and rollbacks in total.
         replaying: the next iteration repeats one the NaN guard rolled back.
-        prev_loss: the last L-BFGS loss (its ``tolerance_change`` test).
+        prev_loss: the last L-BFGS loss divided by ``loss_scale`` (its ``tolerance_change``
+            test).
+        loss_scale: what the optimisers' loss is divided by (the initial loss; ``None``
+            until the run starts).
         status: ``"ok"``, ``"diverged"``, ``"interrupted"`` or ``"max_time"``.
         history: one row per iteration (loss, terms, weights, ...).
         eval_history: one row per evaluation of the error metrics.
@@ -166,6 +169,7 @@ class TrainState:
     rollbacks: int = 0
     replaying: bool = False
     prev_loss: float | None = None
+    loss_scale: float | None = None
     status: str = "ok"
     history: dict[str, list] = field(default_factory=dict)
     eval_history: dict[str, list] = field(default_factory=dict)
@@ -228,7 +232,7 @@ class TrainState:
             "weights": self.weights.state_dict(),
             "unknowns": {k: v.detach().cpu() for k, v in self.unknowns.items()},
             "stage_records": self.stage_records, "grid_events": self.grid_events,
-            **self.clock.state_dict(),
+            "loss_scale": self.loss_scale, **self.clock.state_dict(),
         }
 
     def load_state_dict(self, data: dict[str, Any], dtype: torch.dtype,
@@ -254,6 +258,7 @@ class TrainState:
             setattr(self, key, data[key])
         self.stage_records = list(data["stage_records"])
         self.grid_events = list(data["grid_events"])
+        self.loss_scale = data.get("loss_scale")  # absent in earlier checkpoints
         self.clock.load_state_dict(data)
         self.resumed_from = data.get("path")
         return data["optimizer"]

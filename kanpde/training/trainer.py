@@ -17,11 +17,19 @@ The NaN guard: a non-finite loss or gradient, or an exploding loss (finite, but 
 the last iteration whose loss was finite, halves the learning rate (for L-BFGS also clearing
 its memory) and tries again; three failures in a row end the run with status
 ``"diverged"``, keeping all that came before. An L-BFGS iteration whose line search finds no
-lower loss ends its stage as ``"no_progress"``.
+lower loss ends its stage as ``"no_progress"``; one that meets a tolerance while its loss,
+each term measured in its characteristic magnitude, is still above half of its value at the
+start of the run ends it as ``"stalled"``, not ``"converged"``.
+
+First-order optimisers see the loss divided by the run's initial loss (``scaling.loss``; see
+:attr:`Trainer.loss_scale`), so their tolerances are relative; residuals and conditions are
+divided by characteristic magnitudes and the network predicts fields divided by their scales
+(``scaling.residuals``, ``scaling.outputs``; :mod:`kanpde.training.scaling`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -52,12 +60,15 @@ from kanpde.training.optim import (
     set_lr,
 )
 from kanpde.training.points import TrainingPoints, sample_points
+from kanpde.training.scaling import characteristic_scales, term_scales
 from kanpde.training.sharding import Sharding
 from kanpde.training.state import RunClock, Snapshot, TrainState
 from kanpde.training.weighting import LossWeights, check_terms
 
 MAX_FAILURES = 3
 _EVAL_CLOCK = ("eval_step", "eval_time_s", "eval_cpu_s")  # evaluation-history columns
+#: a tolerance met above this fraction of the initial loss is a stall, not convergence
+STALLED = 0.5
 __all__ = ["Trainer", "NonFiniteError", "MAX_FAILURES"]
 
 
@@ -89,8 +100,16 @@ class Trainer:
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.progress, self.callback = progress, callback
         given = model is not None
+        sc = config.scaling
+        #: the characteristic scales (:mod:`kanpde.training.scaling`)
+        self.scales = dataclasses.replace(characteristic_scales(
+            problem, outputs=sc.outputs == "auto", residuals=True,
+            scale_network=not given and problem.hard_constraint is None),
+            residuals=sc.residuals == "auto")
         if model is None:
-            model = build_model(problem, config.model, self.dtype, self.device, config.seed)
+            model = build_model(problem, config.model, self.dtype, self.device, config.seed,
+                                output_scale=[self.scales.fields[f] for f in problem.fields]
+                                if self.scales.outputs else None)
         else:
             model = model.to(device=self.device, dtype=self.dtype)
         #: the derivative engine: the config's, or nested autograd for a model without jets
@@ -109,7 +128,8 @@ class Trainer:
         #: the one PINN loss: terms, objective and residual vector
         self.loss = PinnLoss(problem, weights, weighting=config.weighting,
                              regularization=config.regularization, engine=self.engine,
-                             sharding=self.sharding, unknowns=unknowns)
+                             sharding=self.sharding, unknowns=unknowns,
+                             term_scales=term_scales(self.scales))
         least_squares.check_dense_limit(problem, config, len(unknowns),
                                         model=model if given else None)
         self.second_order_columns = any(s.optimizer in second_order.SECOND_ORDER
@@ -142,7 +162,8 @@ class Trainer:
         return self.loss.causal_min
 
     def _evaluate(self) -> tuple[Tensor, dict]:
-        """Loss with gradients set on all parameters (the closure body).
+        """Loss with gradients set on all parameters (the closure body): the loss divided by
+        :attr:`loss_scale`, and the gradients of that quotient; the terms as they are.
 
         Raises:
             NonFiniteError: the model could not be evaluated because of non-finite values.
@@ -175,7 +196,32 @@ class Trainer:
             terms = self.sharding.reduce_terms(
                 terms, [p.grad for p in params if p.grad is not None], "gradient all-reduce")
             loss = s.weights.total(terms)
-        return loss.detach(), {k: float(v.detach()) for k, v in terms.items()}
+        if s.loss_scale is None and self.config.scaling.loss == "initial":
+            first = float(loss.detach())
+            if math.isfinite(first) and first > 0.0:  # the first finite loss of the run
+                s.loss_scale = first
+        scale = self.loss_scale
+        if scale != 1.0:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.div_(scale)
+        return loss.detach() / scale, {k: float(v.detach()) for k, v in terms.items()}
+
+    @property
+    def loss_scale(self) -> float:
+        """What the optimisers' loss is divided by: the loss at the start of the run with
+        ``scaling.loss = "initial"``, else 1.
+
+        ``L_0`` is the first finite loss the run evaluates (kept by checkpoints). Every
+        first-order optimiser sees ``L / L_0`` and its gradient. Dividing the objective is the one
+        change that makes all of their scale-dependent constants relative at once:
+        L-BFGS's ``tolerance_grad`` and ``tolerance_change``, the curvature test of
+        ``torch.optim.LBFGS`` (which skips pairs with ``y^T s <= 1e-10``, an absolute
+        number) and its first step ``min(1, 1/|g|_1)``, and Adam's ``eps`` against
+        ``sqrt(v)``. Patching the tolerances one by one would miss the constants inside
+        torch. The history, summary and stage records keep ``L`` itself.
+        """
+        return self.state.loss_scale or 1.0
 
     def loss_value(self) -> tuple[float, dict[str, float]]:
         """Loss and terms at the current parameters, without gradients."""
@@ -332,7 +378,8 @@ class Trainer:
             stopped = self._second_order_iteration(st) \
                 if st.optimizer in second_order.SECOND_ORDER else self._iteration(st)
             if stopped != "continue":
-                converged_at = s.step_in_stage if stopped == "converged" else None
+                converged_at = s.step_in_stage if stopped in ("converged", "stalled") \
+                    else None
                 break
             stopped = "budget"
         self._finish_stage(st, stopped, converged_at)
@@ -356,22 +403,26 @@ class Trainer:
                 loss_t, terms = self._evaluate()
         except NonFiniteError:
             return self._nan_guard()
-        loss = float(loss_t)
+        relative = float(loss_t)  # L / L_0: the optimiser's loss
+        loss = relative * self.loss_scale
         if not math.isfinite(loss) or not grads_finite(s.params()) \
                 or self.divergence.exploded(loss, s.history, s.stage):
             return self._nan_guard()
         self._accepted()
-        if lbfgs and (max_abs_grad(s.params()) <= st.tolerance_grad or (
-                s.prev_loss is not None and abs(loss - s.prev_loss) < st.tolerance_change)):
+        if lbfgs and max_abs_grad(s.params()) <= st.tolerance_grad:
             self._dirty = False
-            return "converged"
+            return "converged"  # a stationary point
+        if lbfgs and s.prev_loss is not None and \
+                abs(relative - s.prev_loss) < st.tolerance_change:
+            self._dirty = False
+            return self._converged(terms)
         self._record(loss, terms, lr)
         if lbfgs:
             try:
                 s.optimizer.step(self.closure)
             except NonFiniteError:  # a line-search trial broke down: roll back
                 return self._nan_guard()
-            s.prev_loss = loss
+            s.prev_loss = relative
         else:
             s.optimizer.step()
         small_step = lbfgs and lbfgs_step_size(s.optimizer) <= st.tolerance_change
@@ -380,8 +431,31 @@ class Trainer:
         if stuck:
             return "no_progress"
         if small_step and s.step_in_stage < st.steps:
-            return "converged"
+            return self._converged(terms)
         return "continue"
+
+    def dimensionless_loss(self, terms: dict[str, float]) -> float:
+        """``sum_t lambda_t L_t / S_t^2``: the loss with every term measured in its own
+        characteristic magnitude ``S_t`` (:mod:`kanpde.training.scaling`), whether or not
+        residual scaling divides the terms in training."""
+        w, sc = self.state.weights.weights, self.scales
+        return sum(w.get(k, 1.0) * v / (1.0 if sc.residuals else sc.terms.get(k, 1.0) ** 2)
+                   for k, v in terms.items())
+
+    def _converged(self, terms: dict[str, float]) -> str:
+        """After ``tolerance_change`` (a small loss change or step) was met:
+        ``"converged"``, or ``"stalled"`` when the :meth:`dimensionless_loss` was still above
+        :data:`STALLED` of its value at the start of the run: a loss tiny in absolute terms
+        whose terms were never reduced relative to their own size is not converged. Only
+        with ``scaling.loss = "initial"``, whose tolerances are relative to the start of the
+        run. (``tolerance_grad`` met is a stationary point: converged.)"""
+        h = self.state.history
+        start = {k[5:]: float(v[0]) for k, v in h.items() if k.startswith("loss/") and v}
+        if self.config.scaling.loss == "initial" and start and set(start) == set(terms):
+            first = self.dimensionless_loss(start)
+            if math.isfinite(first) and self.dimensionless_loss(terms) > STALLED * first:
+                return "stalled"
+        return "converged"
 
     def _second_order_iteration(self, st: StageConfig) -> str:
         """One ``lm``/``gauss_newton`` iteration with the contract of every stage (snapshot,
@@ -409,7 +483,7 @@ class Trainer:
         self._record(out.loss, out.terms, out.step, extra=least_squares.history_row(out))
         self._advance(out.loss)
         if out.stop is not None and s.step_in_stage < st.steps:
-            return "converged"
+            return self._converged(out.terms)
         return "continue"
 
     def _accepted(self) -> None:
@@ -530,8 +604,17 @@ class Trainer:
         reason = {"budget": "ran all planned steps",
                   "converged": "met tolerance_grad or tolerance_change",
                   "max_time": "wall-time cap", "diverged": divergence.DIVERGED_REASON,
+                  "stalled": "",
                   "no_progress": divergence.no_progress_reason(
                       st.lr * s.lr_scale, s.step_in_stage)}
+        if stopped == "stalled":
+            h = s.history
+            first = self.dimensionless_loss({k[5:]: float(v[0]) for k, v in h.items()
+                                             if k.startswith("loss/") and v})
+            now = self.dimensionless_loss(self.loss_value()[1])
+            reason["stalled"] = (f"met tolerance_change with the loss, each term in its "
+                                 f"characteristic magnitude, still at {now / first:.2g} of "
+                                 "its initial value: not converged")
         s.stage_records.append({
             "index": s.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
             "start_step": s.global_step - s.step_in_stage,
