@@ -89,6 +89,8 @@ ERRORS = [
      "must be <= lr"),
     ({"stages": [{"gamma": 1.5}]}, "stages[0].gamma", "must be <= 1"),
     ({"stages": [{"max_time_s": 0}]}, "stages[0].max_time_s", "must be > 0"),
+    ({"stages": [{"grid_update_max_ratio": 0.5}]}, "stages[0].grid_update_max_ratio",
+     "must be >= 1, got 0.5"),
     ({"stages": []}, "stages", "non-empty list"),
     ({"stages": {"steps": 3}}, "stages", "non-empty list"),
     ({"stages": [3]}, "stages[0]", "must be a table"),

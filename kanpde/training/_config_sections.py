@@ -254,6 +254,9 @@ class StageConfig(_Section):
         grid_extend: extend the KAN grid to this ``G`` before the stage.
         grid_update: move the KAN knots to the current interior points before the stage.
         grid_eps: uniform fraction of the updated knots (see ``KAN.update_grid``).
+        grid_update_max_ratio: an update that multiplies the loss by more than this factor
+            is rolled back (the old knots and coefficients are restored; ``grid_events``
+            records why).
         max_time_s: wall-time cap of the stage (stops with "max_time").
 
     Second-order stages (``"lm"``, ``"gauss_newton"``; see
@@ -287,6 +290,7 @@ class StageConfig(_Section):
     grid_extend: int | None = _opt(None, _optional(_int(1)))
     grid_update: bool = _opt(False, _bool)
     grid_eps: float = _opt(0.02, _float(ge=0.0, le=1.0))
+    grid_update_max_ratio: float = _opt(2.0, _float(ge=1.0))
     max_time_s: float | None = _opt(None, _optional(_float(gt=0.0)))
     damping: float | None = _opt(None, _optional(_float(ge=0.0)))
     damping_up: float | None = _opt(None, _optional(_float(gt=1.0)))
