@@ -91,6 +91,7 @@ ERRORS = [
     ({"stages": [{"max_time_s": 0}]}, "stages[0].max_time_s", "must be > 0"),
     ({"stages": [{"grid_update_max_ratio": 0.5}]}, "stages[0].grid_update_max_ratio",
      "must be >= 1, got 0.5"),
+    ({"stages": [{"grid_update_tol": -1e-3}]}, "stages[0].grid_update_tol", "must be >= 0"),
     ({"stages": []}, "stages", "non-empty list"),
     ({"stages": {"steps": 3}}, "stages", "non-empty list"),
     ({"stages": [3]}, "stages[0]", "must be a table"),

@@ -148,6 +148,23 @@ def test_grid_updates_keep_the_loss_on_every_system_problem():
             assert e["loss_after"] == pytest.approx(e["loss_before"], rel=1e-6)
 
 
+def test_grid_update_tol_lets_the_knots_move_as_pykan(sinsin):
+    """grid_update_tol = 1: every input takes pykan's knots (the function moves a little);
+    the default keeps it to round-off."""
+    events = []
+    for tol in (1.0, None):
+        update = {"optimizer": "adam", "steps": 1, "grid_update": True, "grid_eps": 0.02}
+        if tol is not None:
+            update["grid_update_tol"] = tol
+        r = run(sinsin, tiny("kan", [{"optimizer": "adam", "steps": 6, "lr": 0.02}, update]))
+        (e,) = r.summary["grid_events"]
+        events.append(e)
+    loose, default = events
+    assert loose["inputs"] == {"moved": 7, "kept_breakpoints": 0, "unchanged": 0}
+    assert loose["max_change"] > 1e-6
+    assert default["max_change"] <= 1e-12 and default["inputs"]["moved"] < 7
+
+
 def test_a_grid_update_that_raises_the_loss_is_rolled_back(sinsin, monkeypatch):
     """The guard: an update that multiplies the loss by more than grid_update_max_ratio is
     undone (old knots and coefficients), recorded with its loss and why, and the run goes on

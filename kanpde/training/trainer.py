@@ -299,10 +299,13 @@ class Trainer:
                          for k, v in net.state_dict().items()}
                 # the global point sets (equal on every process), then rank 0's knots
                 sets = [s.points.interior] + [c.points for c in s.points.conditions]
-                report = net.update_grid([p.detach() for p in sets], grid_eps=st.grid_eps)
+                report = net.update_grid([p.detach() for p in sets], grid_eps=st.grid_eps,
+                                         tol=st.grid_update_tol)
                 self.sharding.sync_model(s.model)
                 if isinstance(report, dict):
                     extra["max_change"] = report["max_change"]
+                    extra["inputs"] = {key: sum(r[key] for r in report["layers"])
+                                       for key in ("moved", "kept_breakpoints", "unchanged")}
             after = self.loss_value()[0]
             if kind == "update" and not after <= st.grid_update_max_ratio * before:
                 net.load_state_dict(saved)
