@@ -187,6 +187,18 @@ def test_uniform_update_keeps_a_uniform_grid_through_the_old_knots():
         assert float((layer(x) - before).abs().max() / before.abs().max()) <= 1e-12
 
 
+def test_update_on_a_narrow_activation_range_keeps_the_function():
+    """Samples spread over 1e-9 of the grid spacing: the lattice search stays short."""
+    layer = _layer(5, 3, n_in=2, n_out=2)
+    samples = 0.1 + 1e-9 * _points(200, 2, 0.0, 1.0, seed=7)
+    with torch.no_grad():
+        before = layer(samples)
+    report = layer.update_grid(samples, grid_eps=1.0, tol=1e-9)
+    assert report["unchanged"] == 0 and report["max_change"] <= 1e-9
+    with torch.no_grad():
+        assert float((layer(samples) - before).abs().max() / before.abs().max()) <= 1e-9
+
+
 def test_spline_part_continues_outside_the_grid():
     layer = _layer(5, 3, n_in=1, n_out=1)
     with torch.no_grad():

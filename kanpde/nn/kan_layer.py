@@ -29,6 +29,7 @@ pure-spline code.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -523,7 +524,10 @@ def _lattice(old: Tensor, a: float, b: float, grid_size: int) -> list[float] | N
     if not (h > 0 and float((steps - h).abs().max()) <= 1e-12 * h and b > a):
         return None
     t0 = float(old[0])
-    for q in range(int(grid_size * h / (b - a)) + 1, 0, -1):
+    q_hi = int(grid_size * h / (b - a)) + 1
+    q_fits = int((grid_size - 2) * h / (b - a))  # every q <= q_fits fits; try a few above
+    for q in itertools.chain(range(q_hi, max(q_fits, q_hi - 64, 0), -1),
+                             range(q_fits, 0, -1)):
         step = h / q
         first = math.floor((a - t0) / step + 1e-9)
         spare = grid_size - (math.ceil((b - t0) / step - 1e-9) - first)
