@@ -257,7 +257,9 @@ class StageConfig(_Section):
         grid_update_tol: how far (relative, per layer) an update may move each layer's
             outputs at the point sets (see ``KAN.update_grid``): the default keeps the
             function to round-off; a large value (1) lets the knots move as pykan's
-            ``update_grid_from_samples`` does, under the loss guard below.
+            ``update_grid_from_samples`` does, under the loss guard below (such a move can
+            multiply the loss by 10-100 before training recovers; raise the guard to let it
+            through).
         grid_update_max_ratio: an update that multiplies the loss by more than this factor
             is rolled back (the old knots and coefficients are restored; ``grid_events``
             records why).
