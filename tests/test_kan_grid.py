@@ -116,6 +116,89 @@ def test_kan_update_grid_follows_activations_and_keeps_the_function():
     assert rel < 1e-2
 
 
+def _deep_kan(seed=0):
+    """A KAN [2, 16, 16, 3] with random non-trivial spline coefficients."""
+    model = KAN([2, 16, 16, 3], grid_size=5, spline_order=3, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.coef.normal_(generator=gen).mul_(0.3)
+    return model
+
+
+@pytest.mark.parametrize("grid_eps", [0.0, 0.02, 1.0])
+def test_deep_kan_update_keeps_values_and_derivatives(grid_eps):
+    """Every layer refitted from the updated network's own activations keeps the network on
+    all point sets (interior and boundary) to 1e-6 relative, derivatives included; the
+    plain least-squares transfer onto the pykan knots does not."""
+    model = _deep_kan()
+    interior = _points(800, 2, -0.5, 1.0, seed=1)
+    edge = _points(200, 2, -0.5, 1.0, seed=2)
+    edge[:100, 0] = -0.5
+    edge[100:, 1] = 1.0
+    x = torch.cat([interior, edge])
+    w = torch.eye(2, dtype=DT)[None]
+    with torch.no_grad():
+        before = model.jet(x, second=w)
+    plain = _deep_kan()
+    plain.update_grid([interior, edge], grid_eps=grid_eps, tol=None)
+    with torch.no_grad():
+        assert float((plain(x) - before.value).abs().max()
+                     / before.value.abs().max()) > 1e-4
+    report = model.update_grid([interior, edge], grid_eps=grid_eps)
+    with torch.no_grad():
+        after = model.jet(x, second=w)
+    for part in ("value", "grad", "second"):
+        ref = getattr(before, part)
+        assert float((getattr(after, part) - ref).abs().max() / ref.abs().max()) <= 1e-6
+    assert report["max_change"] <= 1e-6
+    # the knots moved: every layer's range covers its activations with the margin (exactly
+    # so unless grid_eps = 1 put them on a uniform lattice through the old knots)
+    for layer, h in zip(model.layers, model.layer_inputs(x), strict=True):
+        lo, hi = h.min(0).values, h.max(0).values
+        pad = 0.01 * (hi - lo)
+        if grid_eps < 1.0:
+            torch.testing.assert_close(layer.knots[:, 3], lo - pad, rtol=0, atol=1e-9)
+            torch.testing.assert_close(layer.knots[:, -4], hi + pad, rtol=0, atol=1e-9)
+        assert bool((layer.knots[:, 3] <= lo - pad + 1e-9).all())
+        assert bool((layer.knots[:, -4] >= hi + pad - 1e-9).all())
+    assert all(layer.uniform for layer in model.layers) == (grid_eps == 1.0)
+    assert all(float(f.max()) == 0.0 for f in model.range_fraction(x))
+    counts = [(r["moved"], r["kept_breakpoints"], r["unchanged"]) for r in report["layers"]]
+    assert [sum(c) for c in counts] == [2, 16, 16]
+
+
+def test_uniform_update_keeps_a_uniform_grid_through_the_old_knots():
+    """grid_eps = 1 on a uniform grid: the refit lands on a finer uniform lattice through
+    the old knots when the activations fit in G of its intervals (exact, kernel-friendly)."""
+    layer = _layer(5, 3, n_in=1, n_out=2)
+    samples = _points(500, 1, -0.3, 0.3, seed=5)
+    x = _points(300, 1, -0.3, 0.3, seed=6)
+    with torch.no_grad():
+        before = layer(x)
+    report = layer.update_grid(samples, grid_eps=1.0, tol=1e-9)
+    assert report["kept_breakpoints"] == 1 and layer.uniform
+    inner = layer.knots[0, 3:-3]
+    step = float(inner[1] - inner[0])
+    assert step == pytest.approx(0.4 / 3, rel=1e-12)  # finest h / q whose 5 intervals fit
+    assert float(inner[0]) <= float(samples.min()) and float(inner[-1]) >= float(samples.max())
+    assert float(((inner + 1) / step - ((inner + 1) / step).round()).abs().max()) <= 1e-9
+    with torch.no_grad():
+        assert float((layer(x) - before).abs().max() / before.abs().max()) <= 1e-12
+
+
+def test_update_on_a_narrow_activation_range_keeps_the_function():
+    """Samples spread over 1e-9 of the grid spacing: the lattice search stays short."""
+    layer = _layer(5, 3, n_in=2, n_out=2)
+    samples = 0.1 + 1e-9 * _points(200, 2, 0.0, 1.0, seed=7)
+    with torch.no_grad():
+        before = layer(samples)
+    report = layer.update_grid(samples, grid_eps=1.0, tol=1e-9)
+    assert report["unchanged"] == 0 and report["max_change"] <= 1e-9
+    with torch.no_grad():
+        assert float((layer(samples) - before).abs().max() / before.abs().max()) <= 1e-9
+
+
 def test_spline_part_continues_outside_the_grid():
     layer = _layer(5, 3, n_in=1, n_out=1)
     with torch.no_grad():

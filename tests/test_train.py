@@ -120,6 +120,88 @@ def test_grid_extension_keeps_the_loss(sinsin):
     assert first == pytest.approx([ev[0]["loss_after"], ev[1]["loss_after"]], rel=1e-12)
 
 
+def _system_problems():
+    """The shipped problems with more than one field."""
+    out = [load_problem(path) for path in sorted((ROOT / "problems").glob("*.py"))]
+    return [dataclasses.replace(p, eval_resolution=11) for p in out if len(p.fields) > 1]
+
+
+def test_grid_updates_keep_the_loss_on_every_system_problem():
+    """A deep KAN [d, 16, 16, m], trained a little, through two grid updates (uniform and
+    quantile knots): the network moves by <= 1e-6 relative on the fitting points (interior
+    and condition points) and the loss by less than 2x, with no rollback."""
+    systems = _system_problems()
+    assert "kovasznay" in [p.name for p in systems]
+    for problem in systems:
+        d = tiny("kan", [{"optimizer": "adam", "steps": 15, "lr": 0.01},
+                         {"optimizer": "adam", "steps": 1, "grid_update": True,
+                          "grid_eps": 1.0},
+                         {"optimizer": "adam", "steps": 1, "grid_update": True,
+                          "grid_eps": 0.02, "grid_extend": 10}],
+                 model={"widths": [16, 16]}, sampling={"interior": 120, "boundary": 30})
+        ev = [e for e in run(problem, d).summary["grid_events"] if e["event"] == "update"]
+        assert len(ev) == 2, problem.name
+        for e in ev:
+            assert "rolled_back" not in e, (problem.name, e)
+            assert e["max_change"] <= 1e-6, (problem.name, e)
+            assert e["loss_after"] <= 2.0 * e["loss_before"], (problem.name, e)
+            assert e["loss_after"] == pytest.approx(e["loss_before"], rel=1e-6)
+
+
+def test_grid_update_tol_lets_the_knots_move_as_pykan(sinsin):
+    """grid_update_tol = 1: every input takes pykan's knots (the function moves a little);
+    the default keeps it to round-off."""
+    events = []
+    for tol in (1.0, None):
+        update = {"optimizer": "adam", "steps": 1, "grid_update": True, "grid_eps": 0.02}
+        if tol is not None:
+            update["grid_update_tol"] = tol
+        r = run(sinsin, tiny("kan", [{"optimizer": "adam", "steps": 6, "lr": 0.02}, update]))
+        (e,) = r.summary["grid_events"]
+        events.append(e)
+    loose, default = events
+    assert loose["inputs"] == {"moved": 7, "kept_breakpoints": 0, "unchanged": 0}
+    assert loose["max_change"] > 1e-6
+    assert default["max_change"] <= 1e-12 and default["inputs"]["moved"] < 7
+
+
+def test_a_grid_update_that_raises_the_loss_is_rolled_back(sinsin, monkeypatch):
+    """The guard: an update that multiplies the loss by more than grid_update_max_ratio is
+    undone (old knots and coefficients), recorded with its loss and why, and the run goes on
+    from the old grid."""
+    from kanpde.nn.kan import KAN
+
+    good = KAN.update_grid
+
+    def bad_update(self, x, grid_eps=0.02, **kw):
+        report = good(self, x, grid_eps, **kw)
+        with torch.no_grad():
+            self.layers[-1].coef.mul_(50.0)  # a refit gone wrong
+        return report
+
+    stages = [{"optimizer": "adam", "steps": 6, "lr": 0.02},
+              {"optimizer": "adam", "steps": 2, "grid_update": True, "grid_eps": 1.0}]
+    ref = run(sinsin, tiny("kan", stages[:1]))
+    monkeypatch.setattr(KAN, "update_grid", bad_update)
+    r = run(sinsin, tiny("kan", stages))
+    (e,) = r.summary["grid_events"]
+    assert e["loss_rejected"] > 2.0 * e["loss_before"]
+    assert "grid_update_max_ratio = 2" in e["rolled_back"]
+    assert e["loss_after"] == pytest.approx(e["loss_before"], rel=1e-12)
+    # the stage starts from the old grid: its first loss is the loss before the update
+    assert r.history["loss"][r.history["stage"] == 1][0] == pytest.approx(e["loss_before"],
+                                                                          rel=1e-12)
+    knots = [name for name in ref.model_state if name.endswith("knots")]
+    assert knots
+    for name in knots:  # the knots of stage 0
+        np.testing.assert_array_equal(r.model_state[name], ref.model_state[name])
+    assert r.status == "ok" and len(r.history["loss"]) == 8
+    # a looser guard lets the same update through
+    r = run(sinsin, tiny("kan", [stages[0], {**stages[1], "grid_update_max_ratio": 1e12}]))
+    (e,) = r.summary["grid_events"]
+    assert "rolled_back" not in e and e["loss_after"] > 2.0 * e["loss_before"]
+
+
 def _nan_problem(problem, bad_calls):
     """The problem with a residual that is NaN on the given (0-based) calls."""
     calls = [0]

@@ -29,6 +29,8 @@ pure-spline code.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -338,11 +340,22 @@ class KANLayer(nn.Module):
         return pts.reshape(self.n_in, -1).T
 
     @torch.no_grad()
+    def _fit_to(self, knots: Tensor) -> Tensor:
+        """``(n_in, G' + k, n_out)`` coefficients on ``knots`` that keep the spline part.
+
+        The old spline part ``sum_m c[i, m, j] B_m`` (polynomial continuation off the old
+        grid included) is fitted by least squares at ``k + 1`` points inside every base
+        interval of ``knots``: no interval is empty, so the fit is well-posed (no ridge
+        needed) and exact whenever the old spline lies in the new spline space.
+        """
+        x = self._fit_points(knots)  # (G'(k+1), n_in)
+        target = self.spline_values(x)[0]  # (G'(k+1), n_in, n_out)
+        return spline.fit_coefficients(x, target, knots, self.k, _equally_spaced(knots))
+
+    @torch.no_grad()
     def _refit(self, knots: Tensor, uniform: bool) -> None:
         """Move to ``knots`` and refit ``c`` so the spline part is kept on the new base range."""
-        x = self._fit_points(knots)  # (S, n_in)
-        target = self.spline_values(x)[0]  # (S, n_in, n_out)
-        coef = spline.fit_coefficients(x, target, knots, self.k, uniform)
+        coef = self._fit_to(knots)
         self.knots = knots
         self.uniform = uniform
         self.coef = nn.Parameter(coef.contiguous())
@@ -361,20 +374,16 @@ class KANLayer(nn.Module):
         new_inner = torch.stack(rows).to(self.knots)
         self._refit(spline.extend_knots(new_inner, self.k), self.uniform)
 
-    def update_grid(self, h: Tensor, grid_eps: float = 0.02) -> None:
-        """Place the knots where the inputs ``h`` ``(S, n_in)`` are and keep the function there.
-
-        Base knots are ``grid_eps * uniform + (1 - grid_eps) * quantiles`` of each input's
-        samples (``grid_eps = 1``: a uniform grid over the sample range). Inputs whose
-        samples are all equal keep their grid.
-        """
-        if not 0.0 <= grid_eps <= 1.0:
-            raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps}")
-        h = h.detach()
+    def _target_grid(self, h: Tensor, grid_eps: float, margin: float) -> tuple[Tensor, Tensor]:
+        """Base knots ``(n_in, G + 1)`` of pykan's update rule for the samples ``h``, and the
+        ``(n_in,)`` mask of inputs whose samples are all equal (they keep their knots)."""
         sorted_h = torch.sort(h, dim=0).values  # (S, n_in)
+        lo, hi = sorted_h[0], sorted_h[-1]
+        flat = (hi - lo) <= 1e-12 * (1.0 + hi.abs())
+        pad = margin * (hi - lo)
+        lo, hi = lo - pad, hi + pad
         pos = torch.linspace(0, h.shape[0] - 1, self.grid_size + 1).round().long()
         adaptive = sorted_h[pos].T  # (n_in, G+1)
-        lo, hi = sorted_h[0], sorted_h[-1]
         steps = torch.linspace(0.0, 1.0, self.grid_size + 1, dtype=h.dtype, device=h.device)
         uniform = lo[:, None] + (hi - lo)[:, None] * steps  # (n_in, G+1)
         inner = grid_eps * uniform + (1.0 - grid_eps) * adaptive
@@ -382,17 +391,156 @@ class KANLayer(nn.Module):
         gaps = inner[:, 1:] - inner[:, :-1]
         tiny = 1e-9 * (hi - lo).clamp_min(1e-300)
         bad = (gaps <= tiny[:, None]).any(1)
-        flat = (hi - lo) <= 1e-12 * (1.0 + hi.abs())
         inner = torch.where((bad & ~flat)[:, None], uniform, inner)
-        old_inner = self.knots[:, self.k : self.knots.shape[1] - self.k]
-        inner = torch.where(flat[:, None], old_inner, inner)
-        keeps_uniform = grid_eps == 1.0 or bool((bad | flat).all())
-        self._refit(spline.extend_knots(inner, self.k), self.uniform and keeps_uniform)
+        inner = torch.where(flat[:, None], self._inner(), inner)
+        return inner, flat
+
+    def _inner(self) -> Tensor:
+        """``(n_in, G + 1)`` base knots ``t_k .. t_{G+k}``."""
+        return self.knots[:, self.k : self.knots.shape[1] - self.k]
+
+    def _keeping_grid(self, target: Tensor, lattice: bool) -> Tensor:
+        """Base knots ``(n_in, G + 1)`` on the target range that contain the old breakpoints.
+
+        The old spline part is a polynomial between its interior knots ``t_{k+1} ..
+        t_{G+k-1}`` and beyond its base range, so it lies in the spline space of any knots
+        that contain its interior knots inside the range: the refit keeps it up to
+        round-off. Per input with target range ``[a, b]``:
+
+        * with ``lattice`` and equally spaced old knots (spacing ``h``), the finest uniform
+          grid of spacing ``h / q`` (``q`` a positive integer) through the old knots whose
+          ``G`` intervals cover ``[a, b]`` (equally padded on both sides), if any;
+        * otherwise the old interior knots inside ``[a, b]`` (at least ``1e-3 (b - a)``
+          from its ends) and, for the remaining knots, the ``target`` knots (farthest from
+          the knots chosen so far first), or the midpoint of the widest interval where every
+          target knot lies within a quarter of it of a chosen knot.
+        """
+        old_inner = self._inner().detach().cpu().double()
+        old = old_inner[:, 1:-1]
+        rows = []
+        for i, row in enumerate(target.detach().cpu().double()):
+            a, b = float(row[0]), float(row[-1])
+            grid = _lattice(old_inner[i], a, b, self.grid_size) if lattice else None
+            if grid is not None:
+                rows.append(grid)
+                continue
+            gap = 1e-3 * (b - a)
+            knots = [a, b] + [float(t) for t in old[i] if a + gap < float(t) < b - gap]
+            candidates = [float(t) for t in row[1:-1]]
+            while len(knots) < self.grid_size + 1:
+                knots.sort()
+                widest = max(hi - lo for lo, hi in zip(knots[:-1], knots[1:], strict=True))
+                dist = [min(abs(c - t) for t in knots) for c in candidates]
+                best = max(range(len(dist)), key=dist.__getitem__, default=None)
+                if best is not None and dist[best] >= 0.25 * widest:
+                    knots.append(candidates.pop(best))
+                else:
+                    j = max(range(len(knots) - 1), key=lambda j: knots[j + 1] - knots[j])
+                    knots.append(0.5 * (knots[j] + knots[j + 1]))
+            rows.append(sorted(knots))
+        return torch.tensor(rows, dtype=target.dtype).to(target.device)
+
+    @torch.no_grad()
+    def _spline_change(self, h: Tensor, knots: Tensor, coef: Tensor) -> Tensor:
+        """``(n_in,)`` largest change ``max_{s,j} |w_s[i, j] (s_new - s_old)(h[s, i])|`` of
+        input ``i``'s spline edges at the samples ``h`` (symbolic and pruned edges skipped)."""
+        new = spline.evaluate(h, knots, coef, self.k, 0, _equally_spaced(knots))[0]
+        diff = (new - self.spline_values(h)[0]) * self.spline_scale  # (S, n_in, n_out)
+        if self.edge_mask is not None:
+            diff = diff * self.edge_mask
+        return diff.abs().amax(dim=(0, 2))
+
+    @torch.no_grad()
+    def update_grid(self, h: Tensor, grid_eps: float = 0.02, *, margin: float = 0.0,
+                    tol: float | None = None) -> dict[str, int | float]:
+        """Place the knots where the inputs ``h`` ``(S, n_in)`` are and keep the function there.
+
+        Base knots are ``grid_eps * uniform + (1 - grid_eps) * quantiles`` of each input's
+        samples over their range widened by ``margin * (max - min)`` on each side
+        (``grid_eps = 1``: a uniform grid over that range), as pykan's
+        ``update_grid_from_samples`` (Liu et al., "KAN", 2024, §2.5). Inputs whose samples
+        are all equal keep their grid. The new coefficients are a least-squares fit of the
+        old spline part at ``k + 1`` points in every new interval (:meth:`_fit_to`).
+
+        With ``tol``, the update keeps the layer's function on the samples: an input whose
+        refit changes its edges by more than ``tol * max |y| / n_in`` there (``y`` ``(S,
+        n_out)``: the layer's outputs at ``h``) takes knots on the same range that contain
+        its old breakpoints instead (:meth:`_keeping_grid`, exact up to round-off), and
+        keeps its old knots and coefficients if even that misses. So the layer's outputs at
+        ``h`` move by at most ``tol * max |y|``.
+
+        Returns:
+            ``{"moved": n, "kept_breakpoints": n, "unchanged": n, "max_change": e}``: how
+            many inputs took the pykan knots, knots containing their old breakpoints, or no
+            new knots, and the largest change ``e`` of the layer's outputs at ``h`` relative
+            to ``max |y|``. The ``coef`` parameter is replaced: rebuild any optimiser.
+        """
+        if not 0.0 <= grid_eps <= 1.0:
+            raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps}")
+        if not margin >= 0.0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        h = h.detach()
+        before = self(h)
+        scale = float(before.abs().max()) if before.numel() else 0.0
+        inner, flat = self._target_grid(h, grid_eps, margin)
+        knots = spline.extend_knots(inner, self.k)
+        coef = self._fit_to(knots)
+        moved = torch.ones(self.n_in, dtype=torch.bool, device=h.device)
+        keeping = torch.zeros_like(moved)
+        if tol is not None:
+            bound = tol * max(scale, 1e-300) / self.n_in
+            moved = (self._spline_change(h, knots, coef) <= bound) | flat
+            if not bool(moved.all()):
+                keep_knots = spline.extend_knots(
+                    self._keeping_grid(inner, lattice=grid_eps == 1.0), self.k)
+                keep_coef = self._fit_to(keep_knots)
+                keeping = ~moved & (self._spline_change(h, keep_knots, keep_coef) <= bound)
+                knots = torch.where(keeping[:, None], keep_knots, knots)
+                coef = torch.where(keeping[:, None, None], keep_coef, coef)
+            unchanged = ~(moved | keeping)
+            knots = torch.where(unchanged[:, None], self.knots, knots)
+            coef = torch.where(unchanged[:, None, None], self.coef.detach(), coef)
+        self.knots = knots.contiguous()
+        self.uniform = _equally_spaced(self.knots)
+        self.coef = nn.Parameter(coef.contiguous())
+        change = float((self(h) - before).abs().max()) / max(scale, 1e-300) if scale else 0.0
+        n_moved, n_keep = int(moved.sum()), int(keeping.sum())
+        return {"moved": n_moved, "kept_breakpoints": n_keep,
+                "unchanged": self.n_in - n_moved - n_keep, "max_change": change}
 
     def range_fraction(self, h: Tensor) -> Tensor:
         """``(n_in,)`` fraction of the inputs ``h`` outside each input's base range."""
         lo, hi = self.knots[:, self.k], self.knots[:, -self.k - 1]
         return ((h < lo) | (h > hi)).to(h.dtype).mean(0)
+
+
+def _lattice(old: Tensor, a: float, b: float, grid_size: int) -> list[float] | None:
+    """``G + 1`` equally spaced knots through the equally spaced ``old`` ``(G + 1,)`` knots
+    covering ``[a, b]`` (equally padded on both sides), at the finest spacing ``h / q``
+    (``q`` a positive integer) that fits; ``None`` when the old knots are not equally spaced
+    or even spacing ``h`` needs more than ``G`` intervals."""
+    steps = old[1:] - old[:-1]
+    h = float(steps.mean())
+    if not (h > 0 and float((steps - h).abs().max()) <= 1e-12 * h and b > a):
+        return None
+    t0 = float(old[0])
+    q_hi = int(grid_size * h / (b - a)) + 1
+    q_fits = int((grid_size - 2) * h / (b - a))  # every q <= q_fits fits; try a few above
+    for q in itertools.chain(range(q_hi, max(q_fits, q_hi - 64, 0), -1),
+                             range(q_fits, 0, -1)):
+        step = h / q
+        first = math.floor((a - t0) / step + 1e-9)
+        spare = grid_size - (math.ceil((b - t0) / step - 1e-9) - first)
+        if spare >= 0:
+            start = first - spare // 2
+            return [t0 + (start + j) * step for j in range(grid_size + 1)]
+    return None
+
+
+def _equally_spaced(knots: Tensor) -> bool:
+    """Every row of ``knots`` ``(n, K)`` is equally spaced (closed-form bases apply)."""
+    steps = knots[:, 1:] - knots[:, :-1]
+    return bool(((steps - steps[:, :1]).abs() <= 1e-12 * steps[:, :1].abs()).all())
 
 
 def _interp(x_new: Tensor, x_old: Tensor, y_old: Tensor):

@@ -257,6 +257,15 @@ class StageConfig(_Section):
         grid_extend: extend the KAN grid to this ``G`` before the stage.
         grid_update: move the KAN knots to the current interior points before the stage.
         grid_eps: uniform fraction of the updated knots (see ``KAN.update_grid``).
+        grid_update_tol: how far (relative, per layer) an update may move each layer's
+            outputs at the point sets (see ``KAN.update_grid``): the default keeps the
+            function to round-off; a large value (1) lets the knots move as pykan's
+            ``update_grid_from_samples`` does, under the loss guard below (such a move can
+            multiply the loss by 10-100 before training recovers; raise the guard to let it
+            through).
+        grid_update_max_ratio: an update that multiplies the loss by more than this factor
+            is rolled back (the old knots and coefficients are restored; ``grid_events``
+            records why).
         max_time_s: wall-time cap of the stage (stops with "max_time").
 
     Second-order stages (``"lm"``, ``"gauss_newton"``; see
@@ -290,6 +299,8 @@ class StageConfig(_Section):
     grid_extend: int | None = _opt(None, _optional(_int(1)))
     grid_update: bool = _opt(False, _bool)
     grid_eps: float = _opt(0.02, _float(ge=0.0, le=1.0))
+    grid_update_tol: float = _opt(1e-9, _float(ge=0.0))
+    grid_update_max_ratio: float = _opt(2.0, _float(ge=1.0))
     max_time_s: float | None = _opt(None, _optional(_float(gt=0.0)))
     damping: float | None = _opt(None, _optional(_float(ge=0.0)))
     damping_up: float | None = _opt(None, _optional(_float(gt=1.0)))

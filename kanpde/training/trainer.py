@@ -324,6 +324,14 @@ class Trainer:
         return s
 
     def _grid_events(self, st: StageConfig) -> None:
+        """The stage's grid extension and update, each recorded in ``grid_events``.
+
+        An update moves the knots to the activations of every point set (interior and
+        conditions; :meth:`KAN.update_grid`, which keeps the function there). One that
+        still multiplies the loss by more than ``grid_update_max_ratio`` is rolled back:
+        the old knots and coefficients are restored (no optimiser exists between stages)
+        and the event records the rejected loss and why.
+        """
         s = self.state
         net = network(s.model)
         for kind in ("extend", "update"):
@@ -331,16 +339,35 @@ class Trainer:
                                                                  and not st.grid_update):
                 continue
             before = self.loss_value()[0]
+            extra: dict = {}
             if kind == "extend":
                 net.extend_grid(st.grid_extend)
             else:
-                # the global interior set (equal on every process), then rank 0's knots
-                net.update_grid(s.points.interior.detach(), grid_eps=st.grid_eps)
+                saved = {k: v.detach().clone() if isinstance(v, Tensor) else v
+                         for k, v in net.state_dict().items()}
+                # the global point sets (equal on every process), then rank 0's knots
+                sets = [s.points.interior] + [c.points for c in s.points.conditions]
+                report = net.update_grid([p.detach() for p in sets], grid_eps=st.grid_eps,
+                                         tol=st.grid_update_tol)
                 self.sharding.sync_model(s.model)
+                if isinstance(report, dict):
+                    extra["max_change"] = report["max_change"]
+                    extra["inputs"] = {key: sum(r[key] for r in report["layers"])
+                                       for key in ("moved", "kept_breakpoints", "unchanged")}
             after = self.loss_value()[0]
+            if kind == "update" and not after <= st.grid_update_max_ratio * before:
+                net.load_state_dict(saved)
+                self.sharding.sync_model(s.model)
+                ratio = after / before if before > 0 else math.inf
+                extra.update(rolled_back=(
+                    f"the update multiplied the loss by {ratio:.3g} "
+                    f"(> grid_update_max_ratio = {st.grid_update_max_ratio:g}); "
+                    "old grid kept"), loss_rejected=after)
+                after = self.loss_value()[0]
             s.grid_events.append({
                 "stage": s.stage, "step": s.global_step, "event": kind,
-                "grid_size": grid_sizes(net), "loss_before": before, "loss_after": after})
+                "grid_size": grid_sizes(net), "loss_before": before, "loss_after": after,
+                **extra})
 
     def _clock(self, st: StageConfig) -> tuple[float, float]:
         """Stage and run times on the config's ``time_clock`` (wall or process CPU time),
