@@ -1,6 +1,7 @@
 """The closed-form expression of a KAN with symbolic edges (SymPy).
 
-Layer by layer, node ``j`` of the next layer is ``sum_i phi_ij(h_i)`` with
+Layer by layer, node ``j`` of the next layer is ``sum_i phi_ij(h_i)`` (multiplication nodes:
+the product of their two subnodes, see :mod:`kanpde.nn.kan`) with
 ``phi_ij(h) = c f(a h + b) + d`` for symbolic edges, ``0`` for pruned ones and an undefined
 function ``phi_l_i_j(h)`` for edges that are still splines (evaluated numerically by
 :func:`lambdify_formula`). The input map (the affine map of the domain onto the grid range)
@@ -71,6 +72,12 @@ def _input_map(net: KAN, symbols: Sequence[sp.Symbol]) -> list[sp.Expr]:
                      "here (only the affine input map is supported)")
 
 
+def _mult(net: KAN, l_: int) -> int:
+    """Multiplication nodes after layer ``l_`` (see :mod:`kanpde.nn.kan`)."""
+    mult = getattr(net, "mult", [])
+    return mult[l_] if l_ < len(mult) else 0
+
+
 def kan_formula(model: nn.Module, coords: Sequence[str]) -> Formula:
     """The expression of a KAN whose edges are symbolic, pruned or splines.
 
@@ -106,7 +113,8 @@ def kan_formula(model: nn.Module, coords: Sequence[str]) -> Formula:
                 a, b, c, d = (sp.Float(v) for v in params[i][j])  # type: ignore[index]
                 terms.append(c * primitive(kind).sympy(a * h[i] + b) + d)
             out.append(sp.Add(*terms))
-        h = out
+        n_add, n_mult = model.layers[l_].n_out - 2 * _mult(model, l_), _mult(model, l_)
+        h = out[:n_add] + [out[n_add + 2 * m] * out[n_add + 2 * m + 1] for m in range(n_mult)]
     return Formula(h, symbols, splines, functions)
 
 
