@@ -422,3 +422,70 @@ def test_explain_cli_bad_input(tmp_path, capsys):
     assert main(["explain", str(mlp), "--prune", "1.5"]) == 2
     assert main(["explain", str(mlp), "--library", "sinh"]) == 2
     assert "unknown symbolic function" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- multiplication nodes --------
+
+def _perturbed_product_kan() -> KAN:
+    """[2, 1 (a multiplication node), 1] KAN whose spline edges approximate
+    ``sin(pi x)`` (x -> first factor) and ``sin(pi y)`` (y -> second factor), 0.2 % off;
+    the cross edges are masked and the output edge is a spline of the identity."""
+    net = KAN([2, 1, 1], grid_size=8, mult=[1], embedding=AffineMap([-1.0, -1.0], [1.0, 1.0]))
+    with torch.no_grad():
+        l0, l1 = net.layers
+        s = torch.linspace(-1, 1, 200, dtype=F64)[:, None].expand(200, 2)
+        y0 = torch.zeros(200, 2, 2, dtype=F64)
+        y0[:, 0, 0] = 1.002 * torch.sin(math.pi * s[:, 0]) + 1e-3
+        y0[:, 1, 1] = 0.998 * torch.sin(math.pi * s[:, 1])
+        l0.coef.copy_(spline.fit_coefficients(s, y0, l0.knots, 3, True))
+        h = torch.linspace(-1, 1, 200, dtype=F64)[:, None]
+        l1.coef.copy_(spline.fit_coefficients(h, 1.001 * h[..., None], l1.knots, 3, True))
+        for layer in (l0, l1):
+            layer.base_weight.zero_()
+            layer.spline_scale.fill_(1.0)
+        l0.mask_edge(0, 1)
+        l0.mask_edge(1, 0)
+    return net
+
+
+def test_product_formula_is_recovered_by_validation_loss():
+    """Symbolic fit, L-BFGS refit, then expansion, snapping and a final refit judged by the
+    validation loss only: the exact sin(pi x) sin(pi y) comes back (float64, seconds)."""
+    from kanpde.interpret.closed_form import read_formula
+    from kanpde.tune.validation import validation_loss, validation_points
+
+    problem = load_problem(SINSIN)
+    net = _perturbed_product_kan()
+    assert 1e-4 < l2_error(net, problem) < 1e-2
+    x = problem.evaluation_points()[::7]
+    records = auto_symbolic(net, x, r2_threshold=0.99, library=["x", "sin", "cos", "x^2"])
+    kinds = {(r["layer"], r["i"], r["j"]): r["kind"] for r in records}
+    assert kinds == {(0, 0, 0): "sin", (0, 1, 1): "sin", (1, 0, 0): "x"}
+    cfg = config_from_dict({"sampling": {"interior": 300, "boundary": 80, "method": "sobol"},
+                            "weighting": {"weights": {"residuals": 0.01}}})
+    loss = ProblemLoss(problem, cfg)
+    lbfgs(net, loss, 100)
+    vpts = validation_points(problem, 0, interior=500, boundary=100)
+
+    def val(m):
+        engine = "jet" if hasattr(m, "jet") else "autograd"
+        return validation_loss(problem, m, vpts, engine=engine)["total"]
+
+    formula = kan_formula(net, ("x", "y"))
+    read = read_formula(formula.outputs, formula.symbols, loss, val, floor=1e-24)
+    assert read["loss_validation"] <= 1e-20
+    assert any(h["step"] == "snap" and h["accepted"] for h in read["history"])
+    xs, ys = formula.symbols
+    (expr,) = read["outputs"]
+    assert sp.simplify(expr - sp.sin(sp.pi * xs) * sp.sin(sp.pi * ys)) == 0
+
+
+def test_sympy_call_keeps_the_formula_past_its_time_limit():
+    from kanpde.interpret.closed_form import sympy_call
+
+    x = sp.Symbol("x")
+    slow = sp.Add(*[sp.sin(k * x) ** 7 * sp.cos(x) ** 5 for k in range(1, 30)])
+    out, note = sympy_call("simplify", slow, timeout=0.2)
+    assert out == slow and "did not finish within 0.2 s" in note
+    out, note = sympy_call("expand", (x + 1) ** 2, timeout=30)
+    assert out == x**2 + 2 * x + 1 and note is None

@@ -145,7 +145,9 @@ MAX_CONSTANT_INT = 100
 """Largest numerator or denominator (or integer under a root) in a rounded constant."""
 
 
-def _candidates(v: float) -> list[sp.Expr]:
+def constant_candidates(v: float) -> list[sp.Expr]:
+    """Short exact forms within a relative ``1e-6`` of ``v``: ``0``, ``p/q``, ``p pi/q``
+    (``q`` up to 24), and what :func:`sympy.nsimplify` finds with ``pi``."""
     out: list[sp.Expr] = []
     if abs(v) < 1e-6:
         out.append(sp.Integer(0))
@@ -168,6 +170,16 @@ def _candidates(v: float) -> list[sp.Expr]:
             seen.add(c)
             unique.append(c)
     return unique
+
+
+def formula_error(formula: Formula, points: np.ndarray, reference: np.ndarray) -> float:
+    """Relative L2 error of ``formula`` against ``reference`` ``(M, m)`` at ``points``
+    (``inf`` when it cannot be evaluated or is not finite)."""
+    try:
+        vals = lambdify_formula(formula.outputs, formula.symbols, formula.functions)(points)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, NameError):
+        return math.inf
+    return relative_l2(vals, reference) if np.all(np.isfinite(vals)) else math.inf
 
 
 def simplify_formula(formula: Formula, points: np.ndarray, reference: np.ndarray,
@@ -202,7 +214,7 @@ def simplify_formula(formula: Formula, points: np.ndarray, reference: np.ndarray
             for f in floats:
                 if f not in outs[k].atoms(sp.Float):
                     continue
-                for cand in _candidates(float(f)):
+                for cand in constant_candidates(float(f)):
                     trial = outs[:k] + [outs[k].xreplace({f: cand})] + outs[k + 1:]
                     err = error(trial)
                     if err <= best + slack:

@@ -38,7 +38,8 @@ def validation_points(problem, seed: int, interior: int = 2000, boundary: int = 
 
 
 def validation_loss(problem, model: nn.Module, points: TrainingPoints,
-                    unknowns: Mapping[str, float] | None = None) -> dict[str, float]:
+                    unknowns: Mapping[str, float] | None = None,
+                    engine: str = "jet") -> dict[str, float]:
     """Per-term mean squared residuals on ``points`` and their weighted ``total``.
 
     The terms are those of the training loss (:class:`~kanpde.training.loss.PinnLoss`) with
@@ -49,6 +50,7 @@ def validation_loss(problem, model: nn.Module, points: TrainingPoints,
         model: the trained model (float64).
         points: from :func:`validation_points`.
         unknowns: trained values of the problem's unknown parameters.
+        engine: derivative engine (``"autograd"`` for a model without ``jet``).
 
     Returns:
         ``{term: mean square, ..., "total": L_val}``; NaN when the model gives non-finite
@@ -64,11 +66,11 @@ def validation_loss(problem, model: nn.Module, points: TrainingPoints,
     defaults = {c.label(i): float(c.weight) for i, c in enumerate(problem.conditions)}
     weights = LossWeights(list(problem.residuals), conds, defaults, WeightingConfig())
     loss = PinnLoss(problem, weights, weighting=WeightingConfig(),
-                    regularization=RegularizationConfig(), unknowns=unk)
-    with torch.no_grad():
+                    regularization=RegularizationConfig(), unknowns=unk, engine=engine)
+    with torch.no_grad() if engine != "autograd" else torch.enable_grad():
         terms = loss.terms(model, points)
-        out = {k: float(v) for k, v in terms.items()}
-        out["total"] = float(loss.objective(terms))
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out["total"] = float(loss.objective(terms).detach())
     return out
 
 
