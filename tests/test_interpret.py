@@ -489,3 +489,32 @@ def test_sympy_call_keeps_the_formula_past_its_time_limit():
     assert out == slow and "did not finish within 0.2 s" in note
     out, note = sympy_call("expand", (x + 1) ** 2, timeout=30)
     assert out == x**2 + 2 * x + 1 and note is None
+
+
+def test_bench_explain_checks_a_formula_against_the_exact_solution():
+    from kanpde.cli.bench.explain import CASES, check_formula, markdown
+
+    problem = load_problem(SINSIN)
+    exact = CASES["poisson2d_sinsin"]["exact"]
+    same = check_formula("u = sin(pi*y)*sin(pi*x)", exact, problem)
+    assert same["equivalent"] is True and same["formula_l2_rel"] <= 1e-15
+    off = check_formula("1.001*sin(pi*x)*sin(pi*y)", exact, problem)
+    assert off["equivalent"] is False and 5e-4 < off["formula_l2_rel"] < 2e-3
+    case = {"problem": "poisson2d_sinsin", "seed": 0, "solver": "s.toml",
+            "trained_l2_rel": 1e-4, "formula": "sin(pi*x)*sin(pi*y)", "formula_l2_rel": 0.0,
+            "spline_edges": 0, "equivalent": True, "recovered": True, "exact": exact,
+            "solve_time_s": 1.0, "time_s": 2.0}
+    text = markdown([case], "kanpde bench explain")
+    assert "recovered on 1 of 1 seeds run" in text and "| yes |" in text
+
+
+@pytest.mark.slow
+def test_kan_paper_problem_is_read_back(tmp_path):
+    """End to end on the KAN paper's PDE (poisson2d_paper), seed 0: the shipped recipe of
+    ``kanpde bench explain``, then ``explain --prune --symbolic``; the formula must equal
+    sin(pi x) sin(pi y^2) in SymPy or to 1e-10 on 10^4 random points."""
+    from kanpde.cli.bench.explain import CASES, run_case
+
+    rec = run_case("poisson2d_paper", 0, tmp_path, ROOT / "problems", 20.0, quiet=True)
+    assert rec["spline_edges"] == 0 and rec["recovered"], rec
+    assert CASES["poisson2d_paper"]["exact"] == rec["exact"]

@@ -14,7 +14,8 @@ exact solution for the record only (the explain run never sees it):
 
 Writes ``OUT/interpretability.json`` (a list of cases with the keys ``problem``, ``seed``,
 ``formula`` (SymPy-parsable, in the problem's coordinate names), ``formula_l2_rel``,
-``spline_edges``, ``trained_l2_rel``, ``time_s`` (the explain run), ``solve_time_s``,
+``spline_edges``, ``trained_l2_rel``, ``time_s`` (wall time of the explain run),
+``solve_time_s`` and ``solve_cpu_s`` (of the training),
 ``recovered``, ``equivalent``, ``exact``, ``chosen``, ``notes``) and
 ``OUT/interpretability.md``. Finished cases are reused from the work directory
 (``WORK/explain/PROBLEM/seedS``), so an interrupted bench continues where it stopped.
@@ -100,7 +101,8 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
                     *(["--quiet"] if quiet else [])])
         if code:
             raise RuntimeError(f"kanpde solve {problem_name} seed {seed}: exit {code}")
-    solve_s = time.perf_counter() - t0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    solve_s = float(summary.get("wall_time_s", time.perf_counter() - t0))
     t1 = time.perf_counter()
     report = explain_run(run_dir, ExplainOptions(prune=case["prune"], symbolic=True,
                                                  simplify_timeout=simplify_timeout),
@@ -115,6 +117,7 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
         "formula": text.split("=", 1)[1].strip() if "=" in text else None,
         "formula_l2_rel": sym.get("formula_l2_rel"), "spline_edges": splines,
         "trained_l2_rel": report["l2_rel"], "time_s": explain_s, "solve_time_s": solve_s,
+        "solve_cpu_s": summary.get("cpu_time_s"),
         "exact": case["exact"], "equivalent": None, "chosen": sym.get("chosen"),
         "formula_loss_validation": sym.get("formula_loss_validation"),
         "notes": sym.get("notes", [])}
