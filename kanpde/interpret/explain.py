@@ -12,15 +12,20 @@ Steps (each reported in ``OUT/explain.json``, ``OUT`` defaulting to the run dire
    edges fixed to their best fits with ``R^2 >= r2``; to their best fits whatever the
    ``R^2``; all to ``x``; all to each primitive that is some edge's best fit) a copy of the
    model is carried layer by layer: fix the layer, retrain every remaining parameter
-   (spline edges and symbolic constants) with L-BFGS in float64 on the problem's loss, fit
-   the next layer (``R^2 >= r2`` rule) on its retrained inputs. Then the hypotheses whose
-   L-BFGS loss is within ``POLISH_FACTOR`` of the lowest get their symbolic constants
-   polished by Levenberg-Marquardt (:func:`~kanpde.interpret.refit.polish_symbolic`); the
-   others keep their L-BFGS loss (the polish runs to its evaluation cap when nothing becomes
-   exact, which made it the dominant cost of the search). The hypothesis with the lowest
-   final loss wins (ties near round-off: fewer spline edges, then simpler primitives). Its
-   formula is composed and simplified, its relative L2 error against the reference on the
-   evaluation points reported, and ``formula.txt`` written.
+   (spline edges and symbolic constants) with L-BFGS in float64 on the problem's PDE loss
+   (without the sparsity penalty, which would bias the constants), fit the next layer
+   (``R^2 >= r2`` rule) on its retrained inputs. Then the hypotheses whose L-BFGS loss is
+   within ``POLISH_FACTOR`` of the lowest get their symbolic constants polished by
+   Levenberg-Marquardt (:func:`~kanpde.interpret.refit.polish_symbolic`). The hypothesis
+   with the lowest loss on fresh validation points
+   (:func:`kanpde.tune.validation.validation_points`: no training used them) wins, ties near
+   round-off going to fewer spline edges, then simpler primitives; the exact solution is
+   never used to choose. Its formula is composed; without spline edges it is expanded,
+   refitted, its constants snapped and simplified under the validation loss
+   (:func:`~kanpde.interpret.closed_form.read_formula`, every SymPy call time-limited).
+   ``formula.txt`` is written with the validation loss and, for the record, the relative
+   L2 error against the reference on the evaluation points; ``explain.json`` keeps every
+   hypothesis and every snapping step with its loss.
 """
 
 from __future__ import annotations

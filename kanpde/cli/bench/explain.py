@@ -180,6 +180,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simplify-timeout", type=float, default=20.0,
                         help="seconds per SymPy call")
     parser.add_argument("--progress", action="store_true", help="training and explain logs")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="run nothing: report the finished cases of the work directory "
+                             "and list the others as not run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,9 +191,12 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     work = Path(args.work) / "explain"
-    cases = []
+    cases, not_run = [], []
     for name in args.problems:
         for seed in args.seeds:
+            if args.finished_only and not (work / name / f"seed{seed}" / "case.json").exists():
+                not_run.append(f"{name} seed {seed}")
+                continue
             rec = run_case(name, seed, work, Path(args.problems_dir), args.simplify_timeout,
                            quiet=not args.progress)
             print(f"{name} seed {seed}: {rec['formula']} (formula l2_rel "
@@ -203,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "interpretability.json").write_text(json.dumps(cases, indent=1) + "\n")
     text = markdown(cases, command)
+    if not_run:
+        text += "\nNot run: " + ", ".join(not_run) + ".\n"
     (out / "interpretability.md").write_text(text)
     print(text)
     print(f"wrote {out / 'interpretability.md'} and {out / 'interpretability.json'}")
