@@ -359,6 +359,12 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
              f"points: {err:.3e} (before snapping and refit: {raw:.3e})",
              "edges still splines (phi_l_i_j): " + (", ".join(splines) or "none"),
              *[f"note: {n}" for n in notes]]
+    if splines:  # a partial formula is no closed form
+        claim = (f"no closed form claimed: {len(splines)} edge(s) stay splines; the partial "
+                 f"formula above (splines as phi_l_i_j) has relative L2 error {err:.3e}")
+        rec["claim"] = claim
+        lines.insert(1, f"# {claim}")
+        log(claim)
     (out / "formula.txt").write_text("\n".join(lines) + "\n")
     for line in text:
         log(line)
