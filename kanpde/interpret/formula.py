@@ -146,14 +146,16 @@ MAX_CONSTANT_INT = 100
 
 
 def constant_candidates(v: float) -> list[sp.Expr]:
-    """Short exact forms within a relative ``1e-6`` of ``v``: ``0``, ``p/q``, ``p pi/q``
-    (``q`` up to 24), and what :func:`sympy.nsimplify` finds with ``pi``."""
+    """Short exact forms within a relative ``1e-6`` of ``v``: ``0``, ``p/q``, ``p pi/q``,
+    ``p pi^2/q`` (``q`` up to 24; decay rates of diffusion are ``pi^2`` multiples), and what
+    :func:`sympy.nsimplify` finds with ``pi``."""
     out: list[sp.Expr] = []
     if abs(v) < 1e-6:
         out.append(sp.Integer(0))
     for denom in (4, 12, 24):
         out.append(sp.Rational(v).limit_denominator(denom))
         out.append(sp.Rational(v / math.pi).limit_denominator(denom) * sp.pi)
+        out.append(sp.Rational(v / math.pi**2).limit_denominator(denom) * sp.pi**2)
     try:
         out.append(sp.nsimplify(v, [sp.pi], tolerance=1e-8 * max(1.0, abs(v)), rational=False))
     except (ValueError, TypeError, RecursionError):  # pragma: no cover - sympy corner cases
