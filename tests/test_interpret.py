@@ -383,12 +383,13 @@ def test_explain_cli_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_trained_kan_is_read_back_as_sin_sin(tmp_path):
-    """End to end: train the shipped explain solver (seed 0), then ``explain --symbolic``."""
+    """End to end: train the shipped product-node explain solver (seed 0), then
+    ``explain --prune 0.05 --symbolic``."""
     from kanpde.cli.main import main
 
-    run = _solve(tmp_path, "kan_explain.toml", "kan")
+    run = _solve(tmp_path, "kan_explain_mult.toml", "kan")
     out = tmp_path / "explained"
-    assert main(["explain", str(run), "--symbolic", "--out", str(out)]) == 0
+    assert main(["explain", str(run), "--prune", "0.05", "--symbolic", "--out", str(out)]) == 0
     sym = json.loads((out / "explain.json").read_text())["symbolic"]
     assert sym["spline_edges"] == []
     assert sym["l2_rel_refit"] <= 1e-10 and sym["formula_l2_rel"] <= 1e-10
