@@ -61,6 +61,9 @@ FINISHED = ("ok", "max_time")
 MAX_SAMPLES = 4096
 POLISH_FACTOR = 10.0
 """Hypotheses whose L-BFGS loss is within this factor of the lowest are polished."""
+CLAIM_FACTOR = 10.0
+"""A formula without spline edges is claimed as the closed form only when its validation
+loss is at most this factor above the trained network's (else it is a worse model)."""
 
 
 @dataclass(frozen=True)
@@ -359,9 +362,16 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
              f"points: {err:.3e} (before snapping and refit: {raw:.3e})",
              "edges still splines (phi_l_i_j): " + (", ".join(splines) or "none"),
              *[f"note: {n}" for n in notes]]
+    claim = None
     if splines:  # a partial formula is no closed form
         claim = (f"no closed form claimed: {len(splines)} edge(s) stay splines; the partial "
                  f"formula above (splines as phi_l_i_j) has relative L2 error {err:.3e}")
+    elif not v_formula <= CLAIM_FACTOR * v_start:
+        claim = (f"no closed form claimed: the formula's validation loss {v_formula:.3e} is "
+                 f"above {CLAIM_FACTOR:g}x the trained network's ({v_start:.3e}); its "
+                 f"relative L2 error is {err:.3e}")
+    rec["claimed"] = claim is None
+    if claim is not None:
         rec["claim"] = claim
         lines.insert(1, f"# {claim}")
         log(claim)
