@@ -376,6 +376,8 @@ def test_explain_cli_end_to_end(tmp_path, capsys):
     assert sym["chosen"] in labels
     text = (out / "formula.txt").read_text()
     assert text.splitlines()[1].startswith("u = ") and "relative L2 error" in text
+    assert ("no closed form claimed" in text) == (not sym["claimed"])
+    assert all("loss_validation" in h for h in sym["hypotheses"])
     for name in ("explain_network.png", "explain_layer0.png", "pruned_network.png"):
         assert (out / name).stat().st_size > 1000
     assert "formula l2_rel" in capsys.readouterr().out

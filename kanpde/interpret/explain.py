@@ -373,7 +373,7 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
     rec["claimed"] = claim is None
     if claim is not None:
         rec["claim"] = claim
-        lines.insert(1, f"# {claim}")
+        lines.insert(1 + len(text), f"# {claim}")
         log(claim)
     (out / "formula.txt").write_text("\n".join(lines) + "\n")
     for line in text:
