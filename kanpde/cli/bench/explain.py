@@ -149,10 +149,16 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.2e}" if isinstance(v, float) else str(v)
 
 
+def _short(text: str, limit: int = 100) -> str:
+    """A formula cut to ``limit`` characters for the table (the JSON keeps it whole)."""
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def markdown(cases: Sequence[dict[str, Any]], command: str) -> str:
     """The results table and a per-problem count of recovered seeds."""
     rows = [[c["problem"], c["seed"], c["solver"], _fmt(c["trained_l2_rel"]),
-             "`" + (c["formula"] or "-").replace("|", "\\|") + "`", _fmt(c["formula_l2_rel"]),
+             "`" + _short(c["formula"] or "-").replace("|", "\\|") + "`",
+             _fmt(c["formula_l2_rel"]),
              c["spline_edges"], {True: "yes", False: "no", None: "-"}[c["equivalent"]],
              "yes" if c["recovered"] else ("no closed form" if c["exact"] is None else "no"),
              f"{c['solve_time_s']:.0f}", f"{c['time_s']:.0f}"] for c in cases]
@@ -176,6 +182,8 @@ def markdown(cases: Sequence[dict[str, Any]], command: str) -> str:
         "validation points, never by the exact solution. \"Recovered\": no spline edge left "
         "and the formula equals the exact solution in SymPy or has a relative L2 error "
         f"<= {RECOVERED_L2:g} on {N_CHECK} random points.", "",
+        "Formulas longer than 100 characters are cut in the table; "
+        "`interpretability.json` and each case's `formula.txt` hold them whole.", "",
         table, "", *summary, ""])
 
 
@@ -216,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
                   f"recovered: {rec['recovered']})", file=sys.stderr, flush=True)
             cases.append(rec)
     command = ("kanpde bench explain --problems " + " ".join(args.problems) + " --seeds "
-               + " ".join(map(str, args.seeds)))
+               + " ".join(map(str, args.seeds))
+               + (" --finished-only" if args.finished_only else ""))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "interpretability.json").write_text(json.dumps(cases, indent=1) + "\n")
