@@ -376,6 +376,8 @@ def test_explain_cli_end_to_end(tmp_path, capsys):
     assert sym["chosen"] in labels
     text = (out / "formula.txt").read_text()
     assert text.splitlines()[1].startswith("u = ") and "relative L2 error" in text
+    assert ("no closed form claimed" in text) == (not sym["claimed"])
+    assert all("loss_validation" in h for h in sym["hypotheses"])
     for name in ("explain_network.png", "explain_layer0.png", "pruned_network.png"):
         assert (out / name).stat().st_size > 1000
     assert "formula l2_rel" in capsys.readouterr().out
@@ -383,12 +385,13 @@ def test_explain_cli_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_trained_kan_is_read_back_as_sin_sin(tmp_path):
-    """End to end: train the shipped explain solver (seed 0), then ``explain --symbolic``."""
+    """End to end: train the shipped product-node explain solver (seed 0), then
+    ``explain --prune 0.05 --symbolic``."""
     from kanpde.cli.main import main
 
-    run = _solve(tmp_path, "kan_explain.toml", "kan")
+    run = _solve(tmp_path, "kan_explain_mult.toml", "kan")
     out = tmp_path / "explained"
-    assert main(["explain", str(run), "--symbolic", "--out", str(out)]) == 0
+    assert main(["explain", str(run), "--prune", "0.05", "--symbolic", "--out", str(out)]) == 0
     sym = json.loads((out / "explain.json").read_text())["symbolic"]
     assert sym["spline_edges"] == []
     assert sym["l2_rel_refit"] <= 1e-10 and sym["formula_l2_rel"] <= 1e-10
@@ -422,3 +425,103 @@ def test_explain_cli_bad_input(tmp_path, capsys):
     assert main(["explain", str(mlp), "--prune", "1.5"]) == 2
     assert main(["explain", str(mlp), "--library", "sinh"]) == 2
     assert "unknown symbolic function" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- multiplication nodes --------
+
+def _perturbed_product_kan() -> KAN:
+    """[2, 1 (a multiplication node), 1] KAN whose spline edges approximate
+    ``sin(pi x)`` (x -> first factor) and ``sin(pi y)`` (y -> second factor), 0.2 % off;
+    the cross edges are masked and the output edge is a spline of the identity."""
+    net = KAN([2, 1, 1], grid_size=8, mult=[1], embedding=AffineMap([-1.0, -1.0], [1.0, 1.0]))
+    with torch.no_grad():
+        l0, l1 = net.layers
+        s = torch.linspace(-1, 1, 200, dtype=F64)[:, None].expand(200, 2)
+        y0 = torch.zeros(200, 2, 2, dtype=F64)
+        y0[:, 0, 0] = 1.002 * torch.sin(math.pi * s[:, 0]) + 1e-3
+        y0[:, 1, 1] = 0.998 * torch.sin(math.pi * s[:, 1])
+        l0.coef.copy_(spline.fit_coefficients(s, y0, l0.knots, 3, True))
+        h = torch.linspace(-1, 1, 200, dtype=F64)[:, None]
+        l1.coef.copy_(spline.fit_coefficients(h, 1.001 * h[..., None], l1.knots, 3, True))
+        for layer in (l0, l1):
+            layer.base_weight.zero_()
+            layer.spline_scale.fill_(1.0)
+        l0.mask_edge(0, 1)
+        l0.mask_edge(1, 0)
+    return net
+
+
+def test_product_formula_is_recovered_by_validation_loss():
+    """Symbolic fit, L-BFGS refit, then expansion, snapping and a final refit judged by the
+    validation loss only: the exact sin(pi x) sin(pi y) comes back (float64, seconds)."""
+    from kanpde.interpret.closed_form import read_formula
+    from kanpde.tune.validation import validation_loss, validation_points
+
+    problem = load_problem(SINSIN)
+    net = _perturbed_product_kan()
+    assert 1e-4 < l2_error(net, problem) < 1e-2
+    x = problem.evaluation_points()[::7]
+    records = auto_symbolic(net, x, r2_threshold=0.99, library=["x", "sin", "cos", "x^2"])
+    kinds = {(r["layer"], r["i"], r["j"]): r["kind"] for r in records}
+    assert kinds == {(0, 0, 0): "sin", (0, 1, 1): "sin", (1, 0, 0): "x"}
+    cfg = config_from_dict({"sampling": {"interior": 300, "boundary": 80, "method": "sobol"},
+                            "weighting": {"weights": {"residuals": 0.01}}})
+    loss = ProblemLoss(problem, cfg)
+    lbfgs(net, loss, 100)
+    vpts = validation_points(problem, 0, interior=500, boundary=100)
+
+    def val(m):
+        engine = "jet" if hasattr(m, "jet") else "autograd"
+        return validation_loss(problem, m, vpts, engine=engine)["total"]
+
+    formula = kan_formula(net, ("x", "y"))
+    read = read_formula(formula.outputs, formula.symbols, loss, val, floor=1e-24)
+    assert read["loss_validation"] <= 1e-20
+    assert any(h["step"] == "snap" and h["accepted"] for h in read["history"])
+    xs, ys = formula.symbols
+    (expr,) = read["outputs"]
+    assert sp.simplify(expr - sp.sin(sp.pi * xs) * sp.sin(sp.pi * ys)) == 0
+
+
+def test_sympy_call_keeps_the_formula_past_its_time_limit():
+    from kanpde.interpret.closed_form import sympy_call
+
+    x = sp.Symbol("x")
+    slow = sp.Add(*[sp.sin(k * x) ** 7 * sp.cos(x) ** 5 for k in range(1, 30)])
+    out, note = sympy_call("simplify", slow, timeout=0.2)
+    assert out == slow and "did not finish within 0.2 s" in note
+    out, note = sympy_call("expand", (x + 1) ** 2, timeout=30)
+    assert out == x**2 + 2 * x + 1 and note is None
+
+
+def test_bench_explain_checks_a_formula_against_the_exact_solution():
+    from kanpde.cli.bench.explain import CASES, check_formula, markdown
+
+    problem = load_problem(SINSIN)
+    exact = CASES["poisson2d_sinsin"]["exact"]
+    same = check_formula("u = sin(pi*y)*sin(pi*x)", exact, problem)
+    assert same["equivalent"] is True and same["formula_l2_rel"] <= 1e-15
+    off = check_formula("1.001*sin(pi*x)*sin(pi*y)", exact, problem)
+    assert off["equivalent"] is False and 5e-4 < off["formula_l2_rel"] < 2e-3
+    case = {"problem": "poisson2d_sinsin", "seed": 0, "solver": "s.toml",
+            "trained_l2_rel": 1e-4, "formula": "sin(pi*x)*sin(pi*y)", "formula_l2_rel": 0.0,
+            "spline_edges": 0, "equivalent": True, "recovered": True, "exact": exact,
+            "solve_time_s": 1.0, "time_s": 2.0}
+    text = markdown([case], "kanpde bench explain")
+    assert "recovered on 1 of 1 seeds run" in text and "| yes |" in text
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="target not met yet: the [2, 5, 1] explain recipe keeps all five "
+                          "hidden nodes after pruning on poisson2d_paper (seed 0: trained "
+                          "l2_rel 4.5e-4, splines left); see results/interpretability.md",
+                   strict=False)
+def test_kan_paper_problem_is_read_back(tmp_path):
+    """End to end on the KAN paper's PDE (poisson2d_paper), seed 0: the shipped recipe of
+    ``kanpde bench explain``, then ``explain --prune --symbolic``; the formula must equal
+    sin(pi x) sin(pi y^2) in SymPy or to 1e-10 on 10^4 random points."""
+    from kanpde.cli.bench.explain import CASES, run_case
+
+    rec = run_case("poisson2d_paper", 0, tmp_path, ROOT / "problems", 20.0, quiet=True)
+    assert rec["spline_edges"] == 0 and rec["recovered"], rec
+    assert CASES["poisson2d_paper"]["exact"] == rec["exact"]

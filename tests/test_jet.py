@@ -196,3 +196,75 @@ def test_multi_output_second_channels_are_per_output():
             return model(p[None])[0, j]
         lap = vmap(hessian(comp))(x).diagonal(dim1=1, dim2=2).sum(-1)
         assert _rel(jet.second[:, 0, j], lap) <= RTOL
+
+
+# ------------------------------------------------------------ multiplication nodes ---------
+
+
+def _mult_kan(seed=3):
+    """[3, 4 (2 multiplication nodes), 3 (1), 2] with a symbolic edge on a product path."""
+    model = KAN([3, 4, 3, 2], grid_size=5, spline_order=3, mult=[2, 1], seed=seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.coef.normal_(generator=torch.Generator().manual_seed(seed))
+    model.layers[0].set_symbolic(1, 3, "sin", (1.2, 0.3, 0.9, 0.1))
+    model.layers[1].set_symbolic(2, 3, "exp", (0.5, -0.2, 0.7, 0.0))
+    return model
+
+
+def test_multiplication_nodes_shapes_and_values():
+    model = _mult_kan()
+    assert [(la.n_in, la.n_out) for la in model.layers] == [(3, 6), (4, 4), (3, 2)]
+    x = _points(20, 3, seed=5)
+    sub = model.layers[0](x)
+    h = model.layer_inputs(x)[1]
+    torch.testing.assert_close(h[:, :2], sub[:, :2], rtol=0, atol=0)
+    torch.testing.assert_close(h[:, 2], sub[:, 2] * sub[:, 3], rtol=0, atol=0)
+    torch.testing.assert_close(h[:, 3], sub[:, 4] * sub[:, 5], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="mult"):
+        KAN([2, 2, 1], mult=[3])
+    with pytest.raises(ValueError, match="mult"):
+        KAN([2, 2, 1], mult=[1, 1])
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_multiplication_node_jet_equals_nested_autograd(d):
+    """Product rule in every channel (u_xy and the partial Laplacian included)."""
+    model = KAN([d, 3, 1], grid_size=5, spline_order=3, mult=[2], seed=d)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.coef.normal_(generator=torch.Generator().manual_seed(11))
+    _assert_jets_equal(model, _points(48, d, seed=2), _channels(d))
+    if d == 3:
+        _assert_jets_equal(_mult_kan(), _points(48, 3, seed=4), _channels(3))
+
+
+def test_multiplication_node_parameter_gradients_agree():
+    model = _mult_kan(seed=8)
+    x, w = _points(40, 3, seed=6), _channels(3)
+
+    def loss(jet):
+        return ((jet.second[:, 0] + jet.value**2).square().mean()
+                + (jet.grad[:, 2] * jet.second[:, 2]).mean())
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_jet = torch.autograd.grad(loss(model.jet(x, second=w)), params)
+    g_ref = torch.autograd.grad(loss(autograd_jet(model, x, second=w)), params)
+    for a, b in zip(g_jet, g_ref, strict=True):
+        assert _rel(a, b) <= RTOL
+
+
+def test_multiplication_nodes_round_trip_through_the_spec():
+    from kanpde.interpret.prune import count_parameters
+    from kanpde.nn.spec import model_from_spec, model_spec
+
+    model = _mult_kan()
+    spec = model_spec(model)
+    assert spec["mult"] == [2, 1]
+    back = model_from_spec(spec, model.state_dict())
+    x = _points(16, 3, seed=9)
+    torch.testing.assert_close(back(x), model(x), rtol=0, atol=0)
+    # subnode edges are counted: 3*6 + 4*4 + 3*2 edges, two of them symbolic (4 constants)
+    per_spline = 5 + 3 + 2
+    assert count_parameters(model) == (3 * 6 + 4 * 4 + 3 * 2 - 2) * per_spline + 2 * 4
+    assert "mult" not in model_spec(KAN([2, 3, 1]))

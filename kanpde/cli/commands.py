@@ -421,7 +421,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     options = ExplainOptions(prune=args.prune, symbolic=args.symbolic,
                              fine_tune_steps=args.fine_tune_steps,
                              refit_steps=args.refit_steps, r2=args.r2, method=args.method,
-                             library=args.library, engine=args.engine)
+                             library=args.library, engine=args.engine,
+                             simplify_timeout=args.simplify_timeout)
     explain_run(args.run, options, out_dir=args.out)
     return 0
 
@@ -522,5 +523,8 @@ def add_commands(sub: Any) -> None:
                         "sin cos tanh abs gaussian)")
     p.add_argument("--engine", help="derivative engine of fine-tuning and refit "
                                     "(default: the run's)")
+    p.add_argument("--simplify-timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="time limit of each SymPy expand/simplify; past it the formula is "
+                        "written unsimplified, with a note (default 20)")
     p.add_argument("--out", metavar="OUTDIR", help="where to write (default: DIR)")
     p.set_defaults(func=cmd_explain)

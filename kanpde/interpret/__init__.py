@@ -6,6 +6,8 @@ sparsity penalty that prepares a KAN for them is :mod:`kanpde.training.regulariz
 * :mod:`~kanpde.interpret.symbolic`: fitting edges to a library of primitives;
 * :mod:`~kanpde.interpret.refit`: the problem's loss and short L-BFGS/Adam loops;
 * :mod:`~kanpde.interpret.formula`: the composed closed-form expression (SymPy);
+* :mod:`~kanpde.interpret.closed_form`: a formula as a model: refit, constant snapping and
+  simplification judged by the validation loss, time-limited SymPy calls;
 * :mod:`~kanpde.interpret.draw`: the network figure and per-layer edge plots;
 * :mod:`~kanpde.interpret.explain`: the ``kanpde explain`` workflow on a run directory.
 """

@@ -50,7 +50,8 @@ def _color(kind: str) -> str:
 def network_figure(net: KAN, x: Tensor, imp: Importance,
                    coords: tuple[str, ...] = (), fields: tuple[str, ...] = ()) -> Figure:
     """The network with edge opacity by importance and (small networks) edge insets."""
-    widths = [net.layers[0].n_in] + [layer.n_out for layer in net.layers]
+    widths = [layer.n_in for layer in net.layers] + [net.layers[-1].n_out]
+    mult = list(getattr(net, "mult", [])) + [0]
     n_layers = len(net.layers)
     fig = Figure(figsize=(max(4.0, 1.3 * max(widths)), 2.4 * n_layers + 1.0))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -69,7 +70,9 @@ def network_figure(net: KAN, x: Tensor, imp: Importance,
         hgrid, phi = curves[l_]
         for i in range(layer.n_in):
             for j in range(layer.n_out):
-                (x0, y0), (x1, y1) = pos(l_, i), pos(l_ + 1, j)
+                n_add = layer.n_out - 2 * mult[l_]  # subnode j feeds node _node(j)
+                node = j if j < n_add else n_add + (j - n_add) // 2
+                (x0, y0), (x1, y1) = pos(l_, i), pos(l_ + 1, node)
                 kind = layer.edge_kind(i, j)
                 alpha = 0.0 if kind == "pruned" else _alpha(float(edges_norm[l_][i, j]))
                 ax.plot([x0, x1], [y0, y1], color=_color(kind), alpha=alpha, lw=1.2)
@@ -86,8 +89,10 @@ def network_figure(net: KAN, x: Tensor, imp: Importance,
     for l_, w in enumerate(widths):
         for i in range(w):
             px, py = pos(l_, i)
-            ax.scatter([px], [py], s=60, color="black", alpha=_alpha(float(nodes_norm[l_][i])),
-                       zorder=3)
+            is_mult = 0 < l_ <= len(mult) - 1 and i >= w - mult[l_ - 1]
+            ax.scatter([px], [py], s=90 if is_mult else 60, color="black",
+                       marker="X" if is_mult else "o",
+                       alpha=_alpha(float(nodes_norm[l_][i])), zorder=3)
             label = (coords[i] if l_ == 0 and i < len(coords) else
                      fields[i] if l_ == len(widths) - 1 and i < len(fields) else "")
             if label:

@@ -12,15 +12,20 @@ Steps (each reported in ``OUT/explain.json``, ``OUT`` defaulting to the run dire
    edges fixed to their best fits with ``R^2 >= r2``; to their best fits whatever the
    ``R^2``; all to ``x``; all to each primitive that is some edge's best fit) a copy of the
    model is carried layer by layer: fix the layer, retrain every remaining parameter
-   (spline edges and symbolic constants) with L-BFGS in float64 on the problem's loss, fit
-   the next layer (``R^2 >= r2`` rule) on its retrained inputs. Then the hypotheses whose
-   L-BFGS loss is within ``POLISH_FACTOR`` of the lowest get their symbolic constants
-   polished by Levenberg-Marquardt (:func:`~kanpde.interpret.refit.polish_symbolic`); the
-   others keep their L-BFGS loss (the polish runs to its evaluation cap when nothing becomes
-   exact, which made it the dominant cost of the search). The hypothesis with the lowest
-   final loss wins (ties near round-off: fewer spline edges, then simpler primitives). Its
-   formula is composed and simplified, its relative L2 error against the reference on the
-   evaluation points reported, and ``formula.txt`` written.
+   (spline edges and symbolic constants) with L-BFGS in float64 on the problem's PDE loss
+   (without the sparsity penalty, which would bias the constants), fit the next layer
+   (``R^2 >= r2`` rule) on its retrained inputs. Then the hypotheses whose L-BFGS loss is
+   within ``POLISH_FACTOR`` of the lowest get their symbolic constants polished by
+   Levenberg-Marquardt (:func:`~kanpde.interpret.refit.polish_symbolic`). The hypothesis
+   with the lowest loss on fresh validation points
+   (:func:`kanpde.tune.validation.validation_points`: no training used them) wins, ties near
+   round-off going to fewer spline edges, then simpler primitives; the exact solution is
+   never used to choose. Its formula is composed; without spline edges it is expanded,
+   refitted, its constants snapped and simplified under the validation loss
+   (:func:`~kanpde.interpret.closed_form.read_formula`, every SymPy call time-limited).
+   ``formula.txt`` is written with the validation loss and, for the record, the relative
+   L2 error against the reference on the evaluation points; ``explain.json`` keeps every
+   hypothesis and every snapping step with its loss.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from typing import Any
 
 import torch
 
+from kanpde.interpret.closed_form import read_formula, sympy_call
 from kanpde.interpret.draw import save_figures
-from kanpde.interpret.formula import kan_formula, simplify_formula
+from kanpde.interpret.formula import Formula, formula_error, kan_formula
 from kanpde.interpret.importance import importance
 from kanpde.interpret.prune import count_parameters, prune
 from kanpde.interpret.refit import (
@@ -55,6 +61,9 @@ FINISHED = ("ok", "max_time")
 MAX_SAMPLES = 4096
 POLISH_FACTOR = 10.0
 """Hypotheses whose L-BFGS loss is within this factor of the lowest are polished."""
+CLAIM_FACTOR = 10.0
+"""A formula without spline edges is claimed as the closed form only when its validation
+loss is at most this factor above the trained network's (else it is a worse model)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class ExplainOptions:
         method: importance score, ``"l1"`` or ``"std"``.
         library: primitive names (``None``: the whole library).
         engine: derivative engine of the fine-tuning and refit (``None``: the run's).
+        simplify_timeout: seconds per SymPy call (expand, simplify) before the formula is
+            kept unsimplified, with a note.
     """
 
     prune: float | None = None
@@ -80,6 +91,7 @@ class ExplainOptions:
     method: str = "l1"
     library: Sequence[str] | None = None
     engine: str | None = None
+    simplify_timeout: float = 20.0
 
 
 def load_kan_run(run_dir: str | Path, log: Callable[[str], None] = print):
@@ -170,8 +182,23 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
             f"{rep.widths_after}, {len(rep.edges_masked)} edges masked, parameters "
             f"{rep.params_before} -> {rep.params_after}; l2_rel {l2:.3e} -> {before:.3e} "
             f"(pruned) -> {after:.3e} (after {len(history) - 1} L-BFGS evaluations)")
-    if options.symbolic:
-        report["symbolic"] = _symbolic(model, problem, loss, x, x_eval, options, out, log)
+    if options.symbolic:  # refit on the PDE loss alone: the sparsity penalty biases constants
+        from dataclasses import replace
+
+        from kanpde.training.config import RegularizationConfig
+        from kanpde.tune.validation import validation_loss, validation_points
+
+        fit_loss = ProblemLoss(problem, replace(config, regularization=RegularizationConfig()),
+                               weights=summary.get("weights"), unknowns=unknowns,
+                               engine=options.engine)
+        vpts = validation_points(problem, config.seed)
+
+        def validation(m) -> float:
+            engine = "jet" if hasattr(network(m), "jet") else "autograd"
+            return validation_loss(problem, m, vpts, unknowns, engine=engine)["total"]
+
+        report["symbolic"] = _symbolic(model, problem, fit_loss, x, x_eval, options, out, log,
+                                       validation)
     report["figures"] = [str(p) for p in figures]
     (out / "explain.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"wrote {out / 'explain.json'} and {len(figures)} figures")
@@ -227,16 +254,20 @@ def _layer0_hypotheses(model, x, options: ExplainOptions) -> list[str | None]:
 
 
 def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Path,
-              log: Callable[[str], None]) -> dict[str, Any]:
+              log: Callable[[str], None], validation: Callable[[Any], float]
+              ) -> dict[str, Any]:
     """Structure search, then the formula.
 
     Each hypothesis of :func:`_layer0_hypotheses` is carried through :func:`_fix_layers` on
     a copy of the model; those within ``POLISH_FACTOR`` of the lowest L-BFGS loss are
-    polished by :func:`~kanpde.interpret.refit.polish_symbolic`; the winner has the lowest
-    final loss, ties (within ``1e-20`` of the
-    starting loss) going to fewer spline edges, then to simpler primitives.
+    polished by :func:`~kanpde.interpret.refit.polish_symbolic`. The winner has the lowest
+    loss on fresh validation points (``validation``: never the error against a solution),
+    ties (within ``1e-20`` of the starting validation loss) going to fewer spline edges,
+    then to simpler primitives. Its formula is read by
+    :func:`~kanpde.interpret.closed_form.read_formula` when no spline edge is left.
     """
     start = float(loss(model).detach())
+    v_start = validation(model)
     trials = []
     for first in _layer0_hypotheses(model, x, options):
         trial = copy.deepcopy(model)
@@ -260,18 +291,22 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
         n_spline = sum(r["kind"] == "spline" for r in records)
         cost = sum(PRIMITIVES[r["kind"]].complexity if r["kind"] in PRIMITIVES else 4
                    for r in records)
-        l2 = l2_error(t["trial"], problem)
+        v = validation(t["trial"])
+        v = v if math.isfinite(v) else math.inf
+        l2 = l2_error(t["trial"], problem)  # for the record only
         tried.append({"layer0": label, "loss_lbfgs": t["lbfgs"], "loss": final,
-                      "polished": t["polished"], "l2_rel": l2, "spline_edges": n_spline})
+                      "polished": t["polished"], "loss_validation": v, "l2_rel": l2,
+                      "spline_edges": n_spline,
+                      "edges": [{k: r[k] for k in ("layer", "i", "j", "kind")}
+                                for r in records]})
         log(f"  layer 0 as {label}: loss {t['lbfgs']:.3e} (L-BFGS) -> {final:.3e}"
             f"{' (Levenberg-Marquardt)' if t['polished'] else ' (not polished)'}, "
-            f"l2_rel {l2:.3e}, {n_spline} spline edges")
-        key = (max(final, 1e-20 * start) if math.isfinite(final) else math.inf,
-               n_spline, cost)
+            f"validation loss {v:.3e}, {n_spline} spline edges (l2_rel {l2:.3e})")
+        key = (max(v, 1e-20 * v_start), n_spline, cost)
         if best is None or key < best[0]:
-            best = (key, t["trial"], records, t["lbfgs"], final, l2, label)
+            best = (key, t["trial"], records, t["lbfgs"], final, l2, label, v)
     assert best is not None
-    _, trial, records, lbfgs_loss, final, refit_l2, label = best
+    _, trial, records, lbfgs_loss, final, refit_l2, label, v_best = best
     model.load_state_dict(trial.state_dict())
     for r in records:
         chosen = r["chosen"]
@@ -282,12 +317,14 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
     splines = [f"layer {r['layer']} ({r['i']}->{r['j']})" for r in records
                if r["kind"] == "spline"]
     rec: dict[str, Any] = {"edges": records, "hypotheses": tried, "chosen": label,
-                           "loss_start": start, "loss_lbfgs": lbfgs_loss,
-                           "loss_refit": final, "l2_rel_refit": refit_l2,
+                           "selected_by": "validation loss on fresh collocation points",
+                           "loss_start": start, "loss_validation_start": v_start,
+                           "loss_lbfgs": lbfgs_loss, "loss_refit": final,
+                           "loss_validation": v_best, "l2_rel_refit": refit_l2,
                            "spline_edges": splines}
     log(f"symbolic: layer 0 as {label}; loss {start:.3e} -> {lbfgs_loss:.3e} (L-BFGS after "
         f"each layer) -> {final:.3e} (Levenberg-Marquardt on the symbolic constants); "
-        f"l2_rel {refit_l2:.3e}")
+        f"validation loss {v_best:.3e}; l2_rel {refit_l2:.3e}")
     try:
         formula = kan_formula(model, problem.coords)
     except ValueError as err:
@@ -296,18 +333,64 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
         return rec
     points = x_eval.cpu().numpy()
     reference = problem.solution(x_eval).detach().cpu().numpy()
-    simple, err, raw = simplify_formula(formula, points, reference)
+    raw = formula_error(formula, points, reference)
+    notes: list[str] = []
+    if formula.splines:  # no closed form: expanded only, constants as fitted
+        outputs = []
+        for e in formula.outputs:
+            expanded, note = sympy_call("expand", e, options.simplify_timeout)
+            outputs.append(expanded)
+            notes += [note] if note else []
+        history: list[dict[str, Any]] = []
+        v_formula = v_best
+    else:
+        read = read_formula(formula.outputs, formula.symbols, loss, validation,
+                            floor=max(1e-22 * validation_scale(validation, problem),
+                                      1e-30), timeout=options.simplify_timeout)
+        outputs, history, notes = read["outputs"], read["history"], read["notes"]
+        v_formula = read["loss_validation"]
+    simple = Formula(outputs, formula.symbols, formula.splines, formula.functions)
+    err = formula_error(simple, points, reference)
     text = [f"{f} = {e}" for f, e in zip(problem.fields, simple.outputs, strict=True)]
     rec.update({"formula": text, "formula_raw": [str(e) for e in formula.outputs],
-                "formula_l2_rel": err, "formula_raw_l2_rel": raw})
+                "formula_l2_rel": err, "formula_raw_l2_rel": raw,
+                "formula_loss_validation": v_formula, "formula_steps": history,
+                "notes": notes})
     lines = [f"# closed form of the KAN trained on {problem.name}", *text, "",
+             f"validation loss (fresh collocation points): {v_formula:.3e}",
              f"relative L2 error against the reference on {points.shape[0]} evaluation "
-             f"points: {err:.3e} (unrounded constants: {raw:.3e})",
-             "edges still splines (phi_l_i_j): " + (", ".join(splines) or "none")]
+             f"points: {err:.3e} (before snapping and refit: {raw:.3e})",
+             "edges still splines (phi_l_i_j): " + (", ".join(splines) or "none"),
+             *[f"note: {n}" for n in notes]]
+    claim = None
+    if splines:  # a partial formula is no closed form
+        claim = (f"no closed form claimed: {len(splines)} edge(s) stay splines; the partial "
+                 f"formula above (splines as phi_l_i_j) has relative L2 error {err:.3e}")
+    elif not v_formula <= CLAIM_FACTOR * v_start:
+        claim = (f"no closed form claimed: the formula's validation loss {v_formula:.3e} is "
+                 f"above {CLAIM_FACTOR:g}x the trained network's ({v_start:.3e}); its "
+                 f"relative L2 error is {err:.3e}")
+    rec["claimed"] = claim is None
+    if claim is not None:
+        rec["claim"] = claim
+        lines.insert(1 + len(text), f"# {claim}")
+        log(claim)
     (out / "formula.txt").write_text("\n".join(lines) + "\n")
     for line in text:
         log(line)
+    for n in notes:
+        log(f"note: {n}")
     log(f"formula l2_rel {err:.3e}; spline edges: {', '.join(splines) or 'none'}; "
         f"wrote {out / 'formula.txt'}")
     return rec
 
+
+def validation_scale(validation: Callable[[Any], float], problem) -> float:
+    """Validation loss of the zero field: the scale below which losses are round-off."""
+    from kanpde.nn.kan import KAN
+
+    zero = KAN([len(problem.coords), 1, len(problem.fields)], grid_size=1, spline_order=3)
+    for p in zero.parameters():
+        p.data.zero_()
+    v = validation(zero)
+    return v if math.isfinite(v) and v > 0 else 1.0

@@ -1,6 +1,7 @@
 """The closed-form expression of a KAN with symbolic edges (SymPy).
 
-Layer by layer, node ``j`` of the next layer is ``sum_i phi_ij(h_i)`` with
+Layer by layer, node ``j`` of the next layer is ``sum_i phi_ij(h_i)`` (multiplication nodes:
+the product of their two subnodes, see :mod:`kanpde.nn.kan`) with
 ``phi_ij(h) = c f(a h + b) + d`` for symbolic edges, ``0`` for pruned ones and an undefined
 function ``phi_l_i_j(h)`` for edges that are still splines (evaluated numerically by
 :func:`lambdify_formula`). The input map (the affine map of the domain onto the grid range)
@@ -71,6 +72,12 @@ def _input_map(net: KAN, symbols: Sequence[sp.Symbol]) -> list[sp.Expr]:
                      "here (only the affine input map is supported)")
 
 
+def _mult(net: KAN, l_: int) -> int:
+    """Multiplication nodes after layer ``l_`` (see :mod:`kanpde.nn.kan`)."""
+    mult = getattr(net, "mult", [])
+    return mult[l_] if l_ < len(mult) else 0
+
+
 def kan_formula(model: nn.Module, coords: Sequence[str]) -> Formula:
     """The expression of a KAN whose edges are symbolic, pruned or splines.
 
@@ -106,7 +113,8 @@ def kan_formula(model: nn.Module, coords: Sequence[str]) -> Formula:
                 a, b, c, d = (sp.Float(v) for v in params[i][j])  # type: ignore[index]
                 terms.append(c * primitive(kind).sympy(a * h[i] + b) + d)
             out.append(sp.Add(*terms))
-        h = out
+        n_add, n_mult = model.layers[l_].n_out - 2 * _mult(model, l_), _mult(model, l_)
+        h = out[:n_add] + [out[n_add + 2 * m] * out[n_add + 2 * m + 1] for m in range(n_mult)]
     return Formula(h, symbols, splines, functions)
 
 
@@ -137,13 +145,17 @@ MAX_CONSTANT_INT = 100
 """Largest numerator or denominator (or integer under a root) in a rounded constant."""
 
 
-def _candidates(v: float) -> list[sp.Expr]:
+def constant_candidates(v: float) -> list[sp.Expr]:
+    """Short exact forms within a relative ``1e-6`` of ``v``: ``0``, ``p/q``, ``p pi/q``,
+    ``p pi^2/q`` (``q`` up to 24; decay rates of diffusion are ``pi^2`` multiples), and what
+    :func:`sympy.nsimplify` finds with ``pi``."""
     out: list[sp.Expr] = []
     if abs(v) < 1e-6:
         out.append(sp.Integer(0))
     for denom in (4, 12, 24):
         out.append(sp.Rational(v).limit_denominator(denom))
         out.append(sp.Rational(v / math.pi).limit_denominator(denom) * sp.pi)
+        out.append(sp.Rational(v / math.pi**2).limit_denominator(denom) * sp.pi**2)
     try:
         out.append(sp.nsimplify(v, [sp.pi], tolerance=1e-8 * max(1.0, abs(v)), rational=False))
     except (ValueError, TypeError, RecursionError):  # pragma: no cover - sympy corner cases
@@ -160,6 +172,16 @@ def _candidates(v: float) -> list[sp.Expr]:
             seen.add(c)
             unique.append(c)
     return unique
+
+
+def formula_error(formula: Formula, points: np.ndarray, reference: np.ndarray) -> float:
+    """Relative L2 error of ``formula`` against ``reference`` ``(M, m)`` at ``points``
+    (``inf`` when it cannot be evaluated or is not finite)."""
+    try:
+        vals = lambdify_formula(formula.outputs, formula.symbols, formula.functions)(points)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, NameError):
+        return math.inf
+    return relative_l2(vals, reference) if np.all(np.isfinite(vals)) else math.inf
 
 
 def simplify_formula(formula: Formula, points: np.ndarray, reference: np.ndarray,
@@ -194,7 +216,7 @@ def simplify_formula(formula: Formula, points: np.ndarray, reference: np.ndarray
             for f in floats:
                 if f not in outs[k].atoms(sp.Float):
                     continue
-                for cand in _candidates(float(f)):
+                for cand in constant_candidates(float(f)):
                     trial = outs[:k] + [outs[k].xreplace({f: cand})] + outs[k + 1:]
                     err = error(trial)
                     if err <= best + slack:

@@ -3,7 +3,8 @@
 Edge score of layer ``l``: ``E_l[i, j] = mean_n |phi_ij(h_i(n))|`` (``"l1"``, the paper's
 ``|phi|_1``) or ``std_n phi_ij(h_i(n))`` (``"std"``) over the layer inputs ``h`` of the
 samples. Node scores: node ``i`` of layer ``l`` (``l = 0``: the inputs, ``L``: the outputs)
-has ``incoming = max_k E_{l-1}[k, i]`` and ``outgoing = max_j E_l[i, j]``; its score is the
+has ``incoming = max_k E_{l-1}[k, i]`` (a multiplication node: the smaller of its two
+subnodes' incoming scores) and ``outgoing = max_j E_l[i, j]``; its score is the
 smaller of the two for hidden nodes, the one it has for input and output nodes. Every score
 also comes normalised per layer (divided by the layer's largest), which is what line
 opacities and pruning thresholds use.
@@ -100,6 +101,17 @@ def edge_scores(net: KAN, x: Tensor, method: str = "l1") -> list[Tensor]:
     return out
 
 
+def _node_incoming(sub: Tensor, width: int) -> Tensor:
+    """Incoming scores of ``width`` nodes from those of their subnodes ``sub``: a
+    multiplication node (the last ``len(sub) - width`` nodes take two subnodes each) is as
+    important as its weaker factor."""
+    n_mult = sub.shape[0] - width
+    if n_mult <= 0:
+        return sub
+    n_add = width - n_mult
+    return torch.cat([sub[:n_add], torch.minimum(sub[n_add::2], sub[n_add + 1::2])])
+
+
 def importance(net: KAN, x: Tensor, method: str = "l1") -> Importance:
     """Edge and node scores of ``net`` at the samples ``x`` ``(N, d)``.
 
@@ -109,8 +121,9 @@ def importance(net: KAN, x: Tensor, method: str = "l1") -> Importance:
         method: ``"l1"`` (mean ``|phi|``) or ``"std"``.
     """
     edges = edge_scores(net, x, method)
-    widths = [edges[0].shape[0]] + [e.shape[1] for e in edges]
+    widths = [edges[0].shape[0]] + [e.shape[0] for e in edges[1:]] + [edges[-1].shape[1]]
     zeros = [x.new_zeros(w) for w in widths]
-    incoming = [zeros[0]] + [e.max(0).values for e in edges]
+    incoming = [zeros[0]] + [_node_incoming(e.max(0).values, w)
+                             for e, w in zip(edges, widths[1:], strict=True)]
     outgoing = [e.max(1).values for e in edges] + [zeros[-1]]
     return Importance(edges, incoming, outgoing, method)

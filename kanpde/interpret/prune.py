@@ -10,6 +10,8 @@ With per-layer normalised scores (:mod:`kanpde.interpret.importance`) and a thre
   something that matters). Every hidden layer keeps at least its best node. Removing a node
   drops its row of the next layer and its column of the previous one, giving a KAN with
   smaller widths; when the removed parts are exactly zero the function is unchanged.
+  Node layers with multiplication nodes (:mod:`kanpde.nn.kan`) keep all their nodes (their
+  edges are still masked).
 """
 
 from __future__ import annotations
@@ -119,11 +121,18 @@ def prune_nodes(net: KAN, keep: list[list[int]]) -> KAN:
     """
     widths = [net.widths[0]] + [len(k) for k in keep[1:]]
     kw = {"dtype": net.layers[0].knots.dtype, "device": net.layers[0].knots.device}
+    mult = list(net.mult)
+    for l_, m in enumerate(mult):
+        if m and len(keep[l_ + 1]) != net.widths[l_ + 1]:
+            raise ValueError(f"prune_nodes: node layer {l_ + 1} has multiplication nodes; "
+                             "its nodes are kept")
     new = KAN(widths, grid_size=grid_sizes(net),
               spline_order=[layer.k for layer in net.layers],
-              embedding=copy.deepcopy(net.embedding), **kw)
+              embedding=copy.deepcopy(net.embedding), mult=mult, **kw)
     for l_, (old_layer, new_layer) in enumerate(zip(net.layers, new.layers, strict=True)):
-        _sub_layer(old_layer, keep[l_], keep[l_ + 1], new_layer)
+        cols = keep[l_ + 1] if l_ + 1 > len(mult) or not mult[l_] else \
+            list(range(old_layer.n_out))  # a node layer with products: its subnodes
+        _sub_layer(old_layer, keep[l_], cols, new_layer)
     return new
 
 
@@ -181,6 +190,9 @@ def prune(model: nn.Module, x: Tensor, threshold: float, method: str = "l1",
     report.edges_masked = prune_edges(net, imp, threshold)
     if nodes:
         keep = kept_nodes(imp, threshold)
+        for l_, m in enumerate(net.mult):  # node layers with products are kept whole
+            if m:
+                keep[l_ + 1] = list(range(net.widths[l_ + 1]))
         report.nodes_removed = [(l_, i) for l_, k in enumerate(keep)
                                 for i in range(imp.nodes[l_].shape[0]) if i not in k]
         if report.nodes_removed:

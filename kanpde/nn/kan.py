@@ -4,6 +4,16 @@ optional input embedding, with a value forward and a second-order jet forward.
 The layers' edge functions, their jets, grid extension and grid update, and symbolic or
 pruned edges are :mod:`kanpde.nn.kan_layer`; ``spline_order`` is the polynomial degree ``k``
 of the B-splines (:mod:`kanpde.core.spline`).
+
+Multiplication nodes (pykan's ``MultKAN``, Liu et al., "KAN 2.0", arXiv 2408.10205, §2.1):
+a hidden node layer of width ``n = n_add + n_mult`` may end in ``n_mult`` nodes that multiply
+two inputs instead of summing. The layer before it then has ``n_add + 2 n_mult`` outputs
+("subnodes"); node ``j < n_add`` is subnode ``j`` and multiplication node ``m`` is the product
+of subnodes ``n_add + 2m`` and ``n_add + 2m + 1``. Products of functions of different
+variables (``e^{-t} sin(pi x)``, the separable solutions of linear PDEs) are then exact in a
+one-hidden-layer KAN. Jets go through the product rule (:meth:`kanpde.core.jet.Jet.__mul__`:
+``S_r(ab) = a S_r(b) + b S_r(a) + 2 grad a^T W_r grad b``); the autograd engine
+differentiates the tensor product.
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ class KAN(nn.Module):
         grid_range: base range ``(a, b)`` for every layer, or one per layer.
         embedding: module mapping ``(N, d)`` coordinates to the first layer's inputs
             (see :mod:`kanpde.nn.embed`); it must offer ``forward``, ``jet`` and ``out_dim``.
+        mult: per hidden node layer, how many of its ``widths[l]`` nodes are
+            multiplication nodes (the last ones; default none, see the module docstring).
         seed: seed of the generator for the initial parameters.
 
     Example:
@@ -50,7 +62,8 @@ class KAN(nn.Module):
     def __init__(self, widths: Sequence[int], grid_size: int | Sequence[int] = 5,
                  spline_order: int | Sequence[int] = 3,
                  grid_range: tuple[float, float] | Sequence[tuple[float, float]] = (-1.0, 1.0),
-                 *, embedding: nn.Module | None = None, noise_scale: float = 0.5, seed: int = 0,
+                 *, embedding: nn.Module | None = None, mult: Sequence[int] | None = None,
+                 noise_scale: float = 0.5, seed: int = 0,
                  dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):
         super().__init__()
         check_widths(widths)
@@ -63,13 +76,21 @@ class KAN(nn.Module):
                                  f"widths[0] = {first}")
             first = embedding.out_dim
         n_layers = len(widths) - 1
+        mult = [0] * (n_layers - 1) if mult is None else [int(m) for m in mult]
+        if len(mult) != n_layers - 1 or any(not 0 <= m <= w for m, w in
+                                             zip(mult, widths[1:-1], strict=False)):
+            raise ValueError(f"mult: one count per hidden layer ({n_layers - 1}), each between "
+                             f"0 and the layer's width {list(widths[1:-1])}, got {mult}")
+        #: multiplication nodes per hidden node layer (the last ``mult[l]`` of ``widths[l+1]``)
+        self.mult = mult
         sizes = _per_layer(grid_size, n_layers, "grid_size")
         orders = _per_layer(spline_order, n_layers, "spline_order")
         ranges = _per_layer(grid_range, n_layers, "grid_range")
         gen = torch.Generator().manual_seed(seed)
         dims = [first] + list(widths[1:])
+        outs = [w + m for w, m in zip(dims[1:], [*mult, 0], strict=True)]  # subnodes
         self.layers = nn.ModuleList(
-            KANLayer(dims[i], dims[i + 1], sizes[i], orders[i], tuple(ranges[i]),
+            KANLayer(dims[i], outs[i], sizes[i], orders[i], tuple(ranges[i]),
                      noise_scale=noise_scale, generator=gen, dtype=dtype, device=device)
             for i in range(n_layers))
 
@@ -85,9 +106,31 @@ class KAN(nn.Module):
         """``(N, d) -> (N, m)`` field values."""
         check_points(x, self.in_dim, self.layers[0].knots.dtype)
         h = self.embedding(x) if self.embedding is not None else x
-        for layer in self.layers:
-            h = layer(h)
+        for l_, layer in enumerate(self.layers):
+            h = self.nodes(l_, layer(h))
         return h
+
+    def _split(self, l_: int) -> tuple[int, int]:
+        """``(n_add, n_mult)`` of the node layer after layer ``l_``."""
+        m = self.mult[l_] if l_ < len(self.mult) else 0
+        return self.layers[l_].n_out - 2 * m, m
+
+    def nodes(self, l_: int, sub: Tensor) -> Tensor:
+        """Node values ``(N, widths[l_+1])`` from the subnodes ``(N, n_out)`` of layer ``l_``
+        (the identity without multiplication nodes)."""
+        n_add, m = self._split(l_)
+        if not m:
+            return sub
+        return torch.cat([sub[:, :n_add], sub[:, n_add::2] * sub[:, n_add + 1::2]], 1)
+
+    def nodes_jet(self, l_: int, sub: Jet) -> Jet:
+        """:meth:`nodes` for a jet (product rule on the multiplication nodes)."""
+        n_add, m = self._split(l_)
+        if not m:
+            return sub
+        n = sub.width
+        prod = sub.select(slice(n_add, n, 2)) * sub.select(slice(n_add + 1, n, 2))
+        return Jet.cat([sub.select(slice(0, n_add)), prod])
 
     def jet(self, x: Tensor, second: Tensor | Channels | None = None,
             kernel: str = "auto") -> Jet:
@@ -111,17 +154,17 @@ class KAN(nn.Module):
         jet = Jet.identity(x, channels)
         if self.embedding is not None:
             jet = self.embedding.jet(jet)
-        for layer in self.layers:
-            jet = layer.jet(jet, kernel)
+        for l_, layer in enumerate(self.layers):
+            jet = self.nodes_jet(l_, layer.jet(jet, kernel))
         return jet
 
     def layer_inputs(self, x: Tensor) -> list[Tensor]:
         """The inputs ``(N, n_in)`` of every layer at the points ``x``."""
         h = self.embedding(x) if self.embedding is not None else x
         inputs = []
-        for layer in self.layers:
+        for l_, layer in enumerate(self.layers):
             inputs.append(h)
-            h = layer(h)
+            h = self.nodes(l_, layer(h))
         return inputs
 
     @torch.no_grad()
@@ -158,9 +201,9 @@ class KAN(nn.Module):
         before = self(x)
         h = self.embedding(x) if self.embedding is not None else x
         layers = []
-        for layer in self.layers:
+        for l_, layer in enumerate(self.layers):
             layers.append(layer.update_grid(h, grid_eps, margin=margin, tol=tol))
-            h = layer(h)
+            h = self.nodes(l_, layer(h))
         scale = float(before.abs().max())
         change = float((h - before).abs().max()) / scale if scale > 0 else 0.0
         return {"layers": layers, "max_change": change}

@@ -19,6 +19,7 @@ Layout (JSON-able)::
      "in_dim": d, "out_dim": m, "widths": [d, ..., m], "hard_constraint": bool,
      "output_scale": null | [U_1, ..., U_m],                 (absent in earlier runs: null)
      "grid_size": [G_1, ...], "spline_order": [k_1, ...], "grid_range": [[a, b], ...],  (KAN)
+     "mult": [n_mult_1, ...]   (KAN with multiplication nodes only; absent: none)
      "activation": "tanh",                                                              (MLP)
      "embedding": null | {"type": "affine", "lo": [...], "hi": [...], "target": [a, b]}
                        | {"type": "fourier", "in_dim", "n_features", "sigma", "seed",
@@ -69,6 +70,8 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
                                  float(layer.knots[:, -layer.k - 1].max())]
                                 for layer in net.layers],
                     embedding=embedding_spec(net.embedding))
+        if any(net.mult):
+            spec["mult"] = list(net.mult)
     elif isinstance(net, MLP):
         spec.update(kind="mlp", widths=list(net.widths), activation=net.activation,
                     embedding=embedding_spec(net.embedding))
@@ -154,7 +157,7 @@ def model_from_spec(spec: Mapping[str, Any], state: Mapping[str, Any] | None = N
         net: nn.Module = KAN(list(spec["widths"]), grid_size=list(spec["grid_size"]),
                              spline_order=list(spec["spline_order"]),
                              grid_range=[tuple(r) for r in spec["grid_range"]],
-                             embedding=emb, **kw)
+                             embedding=emb, mult=spec.get("mult"), **kw)
     elif kind == "mlp":
         net = MLP(list(spec["widths"]), spec["activation"], embedding=emb, **kw)
     else:

@@ -175,6 +175,8 @@ class ModelConfig(_Section):
     Attributes:
         kind: ``"kan"`` or ``"mlp"``.
         widths: hidden widths only (``[10]`` gives ``[d, 10, m]``).
+        mult: KAN multiplication nodes per hidden layer, counted in ``widths`` (the last
+            ones of each layer; ``[]``: none). See :mod:`kanpde.nn.kan`.
         grid_size: KAN grid intervals ``G`` (before any extension).
         spline_order: KAN spline order ``k``.
         grid_range: KAN base grid range ``[a, b]``.
@@ -191,6 +193,7 @@ class ModelConfig(_Section):
 
     kind: str = _opt("kan", _choice(MODEL_KINDS))
     widths: tuple[int, ...] = _opt((10,), _list(_int(1), 1))
+    mult: tuple[int, ...] = _opt((), _list(_int(0)))
     grid_size: int = _opt(5, _int(1))
     spline_order: int = _opt(3, _int(1))
     grid_range: tuple[float, float] = _opt((-1.0, 1.0), _range)

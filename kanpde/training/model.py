@@ -72,6 +72,18 @@ def _embedding(problem, cfg: ModelConfig, dtype: torch.dtype, device: torch.devi
     return maps[0] if len(maps) == 1 else Chain(*maps)
 
 
+def _mult(model_cfg: ModelConfig) -> list[int] | None:
+    """``model.mult`` checked against ``model.widths`` (``None``: no multiplication nodes)."""
+    mult = list(model_cfg.mult)
+    if not mult:
+        return None
+    if len(mult) != len(model_cfg.widths) or any(
+            m > w for m, w in zip(mult, model_cfg.widths, strict=True)):
+        raise ConfigError(f"model.mult: one count per hidden layer, each at most its width "
+                          f"(widths {list(model_cfg.widths)}), got {mult}")
+    return mult
+
+
 def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torch.float64,
                 device: torch.device | str = "cpu", seed: int = 0,
                 grid_size: int | Sequence[int] | None = None,
@@ -98,6 +110,7 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
                                    else grid_size),
                              spline_order=model_cfg.spline_order,
                              grid_range=tuple(model_cfg.grid_range), embedding=emb,
+                             mult=_mult(model_cfg),
                              noise_scale=model_cfg.noise_scale, seed=seed, dtype=dtype,
                              device=device)
     else:

@@ -18,6 +18,8 @@ Subcommands (each module offers ``add_parser(subparsers)`` and ``run(args) -> in
 * ``anchors``: kanpde beside DeepXDE and pykan on the same problem, points and recipe
   (:mod:`kanpde.cli.bench.anchors`); ``speed``: their times to accuracy on ``poisson2d_paper``
   (:mod:`kanpde.cli.bench.speed`).
+* ``explain``: closed forms read back from trained KANs by ``kanpde explain --symbolic``,
+  problems x seeds (:mod:`kanpde.cli.bench.explain`).
 
 Shared timing, memory and machine helpers live in :mod:`kanpde.cli.bench.common`. Submodules are
 imported when :func:`register` runs, so importing this package stays cheap.
@@ -46,6 +48,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         derivatives,
         distributed,
         everything,
+        explain,
         kernels,
         matched,
         scaling,
@@ -69,6 +72,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     anchors.add_parser(commands)
     second_order.add_parser(commands)
     speed.add_parser(commands)
+    explain.add_parser(commands)
     return parser
 
 
