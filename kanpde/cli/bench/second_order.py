@@ -36,8 +36,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kanpde.cli.bench import common, report
 from kanpde.cli.bench.runner import Job, check_budget, resolve_problems, run_jobs
+from kanpde.io import curves
 
 PAPER, SINSIN = "poisson2d_paper", "poisson2d_sinsin"
 COMPARE = ("helmholtz2d", "kovasznay", "heat1d")
@@ -143,15 +146,23 @@ def curve(run_dir: str | Path) -> dict[str, list[float]]:
             "mse": [float(v) for v in h.get("eval_mse", [])]}
 
 
+def _as_curve(c: Mapping[str, Sequence[float]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A record's curve as :mod:`kanpde.io.curves` takes it: times and best-so-far errors."""
+    t, err = np.asarray(c["time_s"], dtype=np.float64), np.asarray(c[key], dtype=np.float64)
+    keep = np.isfinite(t) & np.isfinite(err)
+    t, err = t[keep], err[keep]
+    order = np.argsort(t, kind="stable")
+    return t[order], np.minimum.accumulate(err[order]) if err.size else err
+
+
 def error_at(c: Mapping[str, Sequence[float]], t: float, key: str = "l2_rel") -> float:
     """The lowest ``key`` of a curve among its evaluations up to time ``t`` (NaN: none)."""
-    vals = [e for s, e in zip(c["time_s"], c[key], strict=True) if s <= t and math.isfinite(e)]
-    return min(vals) if vals else math.nan
+    return curves.error_at(_as_curve(c, key), t)
 
 
 def time_to(c: Mapping[str, Sequence[float]], level: float, key: str = "mse") -> float | None:
     """Wall time of the first evaluation with ``key <= level`` (``None``: never)."""
-    return next((s for s, e in zip(c["time_s"], c[key], strict=True) if e <= level), None)
+    return curves.time_to(_as_curve(c, key), level)
 
 
 def compare_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
