@@ -525,3 +525,22 @@ def test_kan_paper_problem_is_read_back(tmp_path):
     rec = run_case("poisson2d_paper", 0, tmp_path, ROOT / "problems", 20.0, quiet=True)
     assert rec["spline_edges"] == 0 and rec["recovered"], rec
     assert CASES["poisson2d_paper"]["exact"] == rec["exact"]
+
+
+def test_the_formula_of_an_output_scaled_kan_carries_its_scale():
+    """``u = U N(x)``: the closed form is ``U`` times the network's (here with spline edges,
+    whose functions are the network's own)."""
+    import sympy as sp
+
+    from kanpde.interpret.formula import formula_error, kan_formula
+    from kanpde.nn.kan import KAN
+    from kanpde.nn.output_scale import OutputScale
+
+    torch.manual_seed(0)
+    net = KAN([2, 3, 1], grid_size=5, spline_order=3)
+    scaled = OutputScale(net, [1e3])
+    inner, outer = kan_formula(net, ("x", "y")), kan_formula(scaled, ("x", "y"))
+    assert sp.simplify(outer.outputs[0] - 1000 * inner.outputs[0]) == 0
+    x = torch.rand(200, 2, dtype=torch.float64) * 2 - 1
+    reference = scaled(x).detach().numpy()
+    assert formula_error(outer, x.numpy(), reference) < 1e-12

@@ -82,13 +82,19 @@ def kan_formula(model: nn.Module, coords: Sequence[str]) -> Formula:
     """The expression of a KAN whose edges are symbolic, pruned or splines.
 
     Args:
-        model: a bare :class:`~kanpde.nn.kan.KAN` (wrapped models, e.g. with a hard
-            constraint, are not supported).
+        model: a bare :class:`~kanpde.nn.kan.KAN`, or one inside an
+            :class:`~kanpde.nn.output_scale.OutputScale` (the outputs are multiplied by its
+            scales); other wrappers, e.g. a hard constraint, are not supported.
         coords: coordinate names (the symbols).
 
     Raises:
         ValueError: not a bare KAN, or an embedding other than the affine input map.
     """
+    from kanpde.nn.output_scale import OutputScale
+
+    scales = None
+    if isinstance(model, OutputScale):  # u = U N(x): the KAN's formula times U
+        scales, model = model.scales, model.model
     if not isinstance(model, KAN):
         raise ValueError(f"formula: needs a bare KAN, got {type(model).__name__} (models with "
                          "a hard constraint are not supported)")
@@ -115,6 +121,8 @@ def kan_formula(model: nn.Module, coords: Sequence[str]) -> Formula:
             out.append(sp.Add(*terms))
         n_add, n_mult = model.layers[l_].n_out - 2 * _mult(model, l_), _mult(model, l_)
         h = out[:n_add] + [out[n_add + 2 * m] * out[n_add + 2 * m + 1] for m in range(n_mult)]
+    if scales is not None:
+        h = [sp.nsimplify(u) * e if u != 1.0 else e for u, e in zip(scales, h, strict=True)]
     return Formula(h, symbols, splines, functions)
 
 
