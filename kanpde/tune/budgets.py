@@ -195,7 +195,9 @@ def pykan_solver(recipe: dict[str, Any]) -> dict[str, Any]:
     kanpde moves them between stages, so each grid is ``update_until / update_every`` stages
     of ``update_every * iterations_per_step`` iterations that each start with a grid update,
     then one stage for the remaining iterations (the same iterations, updates at the same
-    iteration counts, the L-BFGS memory restarted after each update)."""
+    iteration counts, the L-BFGS memory restarted after each update). The updates follow
+    pykan's rule (knots moved, the function refitted by least squares, never rolled back),
+    not kanpde's function-preserving default."""
     per_update = recipe["update_every"] * recipe["iterations_per_step"]
     rest = (recipe["steps"] - recipe["update_until"]) * recipe["iterations_per_step"]
     stages: list[dict[str, Any]] = []
@@ -205,7 +207,9 @@ def pykan_solver(recipe: dict[str, Any]) -> dict[str, Any]:
             stage: dict[str, Any] = {"optimizer": "lbfgs", "steps": per_update,
                                      "history_size": recipe["history_size"],
                                      "tolerance_grad": 0.0, "tolerance_change": 0.0,
-                                     "grid_update": True, "grid_eps": eps}
+                                     "grid_update": True, "grid_eps": eps,
+                                     # pykan's update: knots move, nothing rolled back
+                                     "grid_update_tol": 1.0, "grid_update_max_ratio": 1e300}
             if g_index > 0 and u == 0:
                 stage["grid_extend"] = grid
             stages.append(stage)
