@@ -151,6 +151,10 @@ def test_region_restricts_the_metrics_and_says_so():
                                       "evaluation points"
     with pytest.raises(ProblemError, match="region keeps none of the"):
         Evaluator(nowhere, DT, CPU)
+    # a region must say in or out: numbers are refused, not read as "non-zero is in"
+    weights = dataclasses.replace(prob, region=lambda x: x[:, 0] * 2.0)
+    with pytest.raises(ProblemError, match="expected a bool tensor"):
+        weights.region_mask(ev.points)
 
 
 def test_kovasznay_reports_per_field_errors_in_summary_and_compare_table():

@@ -133,7 +133,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         out = Path("runs") / safe_name(f"{problem.name}-{config.name}-seed{seed}")
     _check_out_dir(out, resuming)
     warning = check_solution(problem)
-    if warning == EMPTY_EVALUATION:
+    if warning == EMPTY_EVALUATION or warning.startswith("the region keeps none"):
         raise ValueError(f"problem file '{args.problem}': {warning}; the error metrics "
                          "could not be computed")
     if warning and _is_main():

@@ -404,9 +404,12 @@ class Problem:
         if out.ndim == 2 and out.shape[1] == 1:
             out = out[:, 0]
         if out.shape != (x.shape[0],):
-            raise ProblemError(f"{what} returned shape {tuple(out.shape)}, expected "
-                               f"({x.shape[0]},)")
-        return out.to(torch.bool)
+            raise misshaped(f"{what} returned shape {tuple(out.shape)} for {x.shape[0]} "
+                            f"points, expected ({x.shape[0]},)", self.region)
+        if out.dtype != torch.bool:
+            raise misshaped(f"{what} returned {out.dtype}, expected a bool tensor (e.g. "
+                            "x[:, 0] > 0.1)", self.region)
+        return out
 
 
 def _guarded(fn: Any) -> Any:
