@@ -111,7 +111,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     """``kanpde solve PROBLEM.py [--solver S.toml] [--out DIR] ...``."""
     from kanpde.io.rundir import claim, safe_name
     from kanpde.problem import load_problem
-    from kanpde.problem.exactcheck import EMPTY_EVALUATION, check_solution
+    from kanpde.problem.exactcheck import check_solution, no_metrics
 
     resuming = args.resume is not None
     if resuming and args.out is not None and \
@@ -133,7 +133,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         out = Path("runs") / safe_name(f"{problem.name}-{config.name}-seed{seed}")
     _check_out_dir(out, resuming)
     warning = check_solution(problem)
-    if warning == EMPTY_EVALUATION or warning.startswith("the region keeps none"):
+    if no_metrics(warning):
         raise ValueError(f"problem file '{args.problem}': {warning}; the error metrics "
                          "could not be computed")
     if warning and _is_main():

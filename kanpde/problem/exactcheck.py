@@ -208,6 +208,13 @@ def check_data(problem: Problem, points: int, generator: torch.Generator, *,
 
 
 EMPTY_EVALUATION = "the evaluation set is empty (no evaluation point lies inside the domain)"
+EMPTY_REGION = "the region keeps none of the {n} evaluation points"
+
+
+def no_metrics(warning: str) -> bool:
+    """Whether a :func:`check_solution` answer means that no error metric can be computed
+    (an empty evaluation set or region), so that a run must be refused before training."""
+    return warning == EMPTY_EVALUATION or warning.startswith(EMPTY_REGION.split("{")[0])
 
 
 def check_solution(problem: Problem) -> str:
@@ -223,7 +230,7 @@ def check_solution(problem: Problem) -> str:
     mask = problem.region_mask(x)
     if mask is not None:  # outside the region the solution is not used
         if not bool(mask.any()):
-            return f"the region keeps none of the {x.shape[0]} evaluation points"
+            return EMPTY_REGION.format(n=x.shape[0])
         bad &= mask
     if bool(bad.any()):
         source = "exact solution" if problem.exact is not None else "reference solution"

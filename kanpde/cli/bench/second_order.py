@@ -147,12 +147,9 @@ def curve(run_dir: str | Path) -> dict[str, list[float]]:
 
 
 def _as_curve(c: Mapping[str, Sequence[float]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """A record's curve as :mod:`kanpde.io.curves` takes it: times and best-so-far errors."""
-    t, err = np.asarray(c["time_s"], dtype=np.float64), np.asarray(c[key], dtype=np.float64)
-    keep = np.isfinite(t) & np.isfinite(err)
-    t, err = t[keep], err[keep]
-    order = np.argsort(t, kind="stable")
-    return t[order], np.minimum.accumulate(err[order]) if err.size else err
+    """A record's curve as :func:`kanpde.io.curves.error_curve` makes it from a history."""
+    return curves.error_curve({"eval_time_s": c["time_s"], f"eval_{key}": c[key]},
+                              "wall", key)
 
 
 def error_at(c: Mapping[str, Sequence[float]], t: float, key: str = "l2_rel") -> float:
