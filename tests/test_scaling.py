@@ -107,6 +107,45 @@ def test_without_scaling_the_large_domain_fails_and_is_not_called_converged():
     assert "not converged" in last["reason"]
 
 
+def test_a_term_never_reduced_is_a_stall_even_when_the_loss_fell():
+    """An MLP with the weights of the old default solvers (PDE term 0.01) at L = 1e3: the
+    boundary term falls to 1e-21 while the PDE term, measured in its own magnitude
+    (|u''| ~ (pi/L)^2), stays where it started; L-BFGS then meets tolerance_grad because that
+    term's gradient is tiny in the problem's units. The loss as a whole fell below half its
+    start, but the PDE term was never reduced: stalled, and the reason names it."""
+    d = solver(model={"kind": "mlp", "widths": [32, 32], "activation": "tanh"},
+               weighting={"weights": {"residuals": 0.01}},
+               stages=[{"optimizer": "adam", "steps": 30, "lr": 0.01},
+                       {"optimizer": "lbfgs", "steps": 100}],
+               scaling={"outputs": "auto", "residuals": "none", "loss": "initial"})
+    r = solve(poisson(1e3), d)
+    assert r.summary["l2_rel"] > 0.5
+    last = r.summary["stages"][-1]
+    assert last["stopped"] == "stalled", last
+    assert "term 'pde' still at" in last["reason"] and "not converged" in last["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, factor", [("kan_default", 3.0), ("mlp_default", 3.0)])
+def test_the_shipped_default_solvers_do_not_depend_on_units(name, factor):
+    """The issue's test with shipped solvers (about 5 min for the KAN, 3 for the MLP on one
+    thread): L = 1e-3, 1e3 and A = 1e-3, 1e3 within a factor 3 of the L = A = 1 error
+    (measured: at most 1.9 for kan_default, whose grid updates place knots slightly
+    differently at each scale, and 1.0 for mlp_default)."""
+    from pathlib import Path
+
+    from kanpde.training.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "solvers" / f"{name}.toml").to_dict()
+    cfg.update(evaluation={"every": 0}, checkpoint={"every": 0})
+    ref = solve(poisson(), cfg).summary["l2_rel"]
+    assert ref < 1e-4
+    for length, amplitude in [(1e-3, 1.0), (1e3, 1.0), (1.0, 1e-3), (1.0, 1e3)]:
+        r = solve(poisson(length, amplitude), cfg)
+        assert ref / factor <= r.summary["l2_rel"] <= factor * ref, (length, amplitude,
+                                                                     r.summary["l2_rel"])
+
+
 def test_an_oscillator_whose_fields_differ_by_100():
     """u' = v/100, v' = -100 u, u(0) = 1, v(0) = 0 on [0, 2 pi]: u = cos t, v = -100 sin t.
     v has no data of its own; its scale comes from the coupling."""

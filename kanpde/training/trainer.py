@@ -69,6 +69,9 @@ MAX_FAILURES = 3
 _EVAL_CLOCK = ("eval_step", "eval_time_s", "eval_cpu_s")  # evaluation-history columns
 #: a tolerance met above this fraction of the initial loss is a stall, not convergence
 STALLED = 0.5
+#: ... as is one met with a term above STALLED of its own start that still holds this
+#: fraction of the initial loss (the dimensionless loss of :meth:`Trainer._converged`)
+STALLED_SHARE = 0.01
 __all__ = ["Trainer", "NonFiniteError", "MAX_FAILURES"]
 
 
@@ -438,7 +441,7 @@ class Trainer:
         self._accepted()
         if lbfgs and max_abs_grad(s.params()) <= st.tolerance_grad:
             self._dirty = False
-            return "converged"  # a stationary point
+            return self._converged(terms)  # a stationary point, unless it is a stall
         if lbfgs and s.prev_loss is not None and \
                 abs(relative - s.prev_loss) < st.tolerance_change:
             self._dirty = False
@@ -461,28 +464,49 @@ class Trainer:
             return self._converged(terms)
         return "continue"
 
-    def dimensionless_loss(self, terms: dict[str, float]) -> float:
-        """``sum_t lambda_t L_t / S_t^2``: the loss with every term measured in its own
-        characteristic magnitude ``S_t`` (:mod:`kanpde.training.scaling`), whether or not
-        residual scaling divides the terms in training."""
+    def dimensionless_terms(self, terms: dict[str, float]) -> dict[str, float]:
+        """``lambda_t L_t / S_t^2`` per term: each term measured in its own characteristic
+        magnitude ``S_t`` (:mod:`kanpde.training.scaling`), whether or not residual scaling
+        divides the terms in training."""
         w, sc = self.state.weights.weights, self.scales
-        return sum(w.get(k, 1.0) * v / (1.0 if sc.residuals else sc.terms.get(k, 1.0) ** 2)
-                   for k, v in terms.items())
+        return {k: w.get(k, 1.0) * v / (1.0 if sc.residuals else sc.terms.get(k, 1.0) ** 2)
+                for k, v in terms.items()}
 
-    def _converged(self, terms: dict[str, float]) -> str:
-        """After ``tolerance_change`` (a small loss change or step) was met:
-        ``"converged"``, or ``"stalled"`` when the :meth:`dimensionless_loss` was still above
-        :data:`STALLED` of its value at the start of the run: a loss tiny in absolute terms
-        whose terms were never reduced relative to their own size is not converged. Only
-        with ``scaling.loss = "initial"``, whose tolerances are relative to the start of the
-        run. (``tolerance_grad`` met is a stationary point: converged.)"""
+    def dimensionless_loss(self, terms: dict[str, float]) -> float:
+        """``sum_t lambda_t L_t / S_t^2`` (:meth:`dimensionless_terms` summed)."""
+        return sum(self.dimensionless_terms(terms).values())
+
+    def _not_reduced(self, terms: dict[str, float]) -> list[str] | None:
+        """The reasons a tolerance met with these loss terms is a stall, not convergence
+        (empty: converged; None: no test, see :meth:`_converged`)."""
         h = self.state.history
         start = {k[5:]: float(v[0]) for k, v in h.items() if k.startswith("loss/") and v}
-        if self.config.scaling.loss == "initial" and start and set(start) == set(terms):
-            first = self.dimensionless_loss(start)
-            if math.isfinite(first) and self.dimensionless_loss(terms) > STALLED * first:
-                return "stalled"
-        return "converged"
+        if self.config.scaling.loss != "initial" or not start or set(start) != set(terms):
+            return None
+        d0, d = self.dimensionless_terms(start), self.dimensionless_terms(terms)
+        first, now = sum(d0.values()), sum(d.values())
+        if not math.isfinite(first) or first <= 0:
+            return None
+        out = []
+        if now > STALLED * first:
+            out.append(f"the loss, each term in its characteristic magnitude, still at "
+                       f"{now / first:.2g} of its initial value")
+        out += [f"term '{k}' still at {d[k] / d0[k]:.2g} of its initial value and "
+                f"{d[k] / first:.2g} of the initial loss" for k in d
+                if d0[k] > 0 and d[k] > STALLED * d0[k] and d[k] > STALLED_SHARE * first]
+        return out
+
+    def _converged(self, terms: dict[str, float]) -> str:
+        """After ``tolerance_grad`` or ``tolerance_change`` (a small gradient, loss change
+        or step) was met: ``"converged"``, or ``"stalled"`` when, each term measured in its
+        characteristic magnitude (:meth:`dimensionless_terms`), the loss is still above
+        :data:`STALLED` of its value at the start of the run, or one term is still above
+        :data:`STALLED` of its own start and above :data:`STALLED_SHARE` of the initial
+        loss. A loss tiny in absolute terms whose terms were never reduced relative to their
+        own size is not converged (a gradient that is small only because a term is small in
+        the problem's units is such a case). Only with ``scaling.loss = "initial"``, whose
+        tolerances are relative to the start of the run."""
+        return "stalled" if self._not_reduced(terms) else "converged"
 
     def _second_order_iteration(self, st: StageConfig) -> str:
         """One ``lm``/``gauss_newton`` iteration with the contract of every stage (snapshot,
@@ -635,13 +659,8 @@ class Trainer:
                   "no_progress": divergence.no_progress_reason(
                       st.lr * s.lr_scale, s.step_in_stage)}
         if stopped == "stalled":
-            h = s.history
-            first = self.dimensionless_loss({k[5:]: float(v[0]) for k, v in h.items()
-                                             if k.startswith("loss/") and v})
-            now = self.dimensionless_loss(self.loss_value()[1])
-            reason["stalled"] = (f"met tolerance_change with the loss, each term in its "
-                                 f"characteristic magnitude, still at {now / first:.2g} of "
-                                 "its initial value: not converged")
+            why = self._not_reduced(self.loss_value()[1]) or ["the loss was not reduced"]
+            reason["stalled"] = f"met its tolerance with {'; '.join(why)}: not converged"
         s.stage_records.append({
             "index": s.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
             "start_step": s.global_step - s.step_in_stage,

@@ -79,15 +79,18 @@ def markdown(rows: Sequence[Mapping[str, Any]], command: str) -> str:
                          + " | ".join(cells) + " | "
                          + ("—" if "library_final" not in t else
                             f(fin, ".3g") if fin is not None else "never") + " |")
-        lines += [""]
-        lines += ["Ratio library / kanpde of the time to the library's final error "
+        lines += ["", f"Ratio library / kanpde of the time to each level ({clock}; —: one of "
+                  "the two never reached it):", ""] + _level_lines(rows, clock)
+        lines += ["", "Ratio library / kanpde of the time to the library's final error "
                   f"({clock}): " + "; ".join(_ratio_text(rows, clock)), ""]
     return "\n".join(lines) + "\n"
 
 
 def ratios(rows: Sequence[Mapping[str, Any]], clock: str) -> list[dict[str, Any]]:
     """Per library and seed: the library's time to its own final error over kanpde's time to
-    that error (above 1: kanpde is faster; ``None``: kanpde never reached it)."""
+    that error (``ratio``; above 1: kanpde is faster; ``None``: kanpde never reached it), and
+    the same ratio at each MSE level that both reached (``levels``; ``None`` where one of
+    them never reached the level)."""
     out = []
     for a in (r for r in rows if r["library"] != "kanpde" and r["status"] == "ok"):
         mine = next((r for r in rows if r["library"] == "kanpde" and r["recipe"] == a["recipe"]
@@ -95,8 +98,12 @@ def ratios(rows: Sequence[Mapping[str, Any]], clock: str) -> list[dict[str, Any]
         if mine is None:
             continue
         t_lib, t_mine = a[clock].get("library_final"), mine[clock].get("library_final")
+        levels = {}
+        for lv in (f"{x:g}" for x in anchors.MSE_LEVELS):
+            t_a, t_m = a[clock].get(lv), mine[clock].get(lv)
+            levels[lv] = t_a / t_m if t_a and t_m else None
         out.append({"library": a["library"], "seed": a["seed"],
-                    "ratio": t_lib / t_mine if t_lib and t_mine else None})
+                    "ratio": t_lib / t_mine if t_lib and t_mine else None, "levels": levels})
     return out
 
 
@@ -104,6 +111,16 @@ def _ratio_text(rows: Sequence[Mapping[str, Any]], clock: str) -> list[str]:
     return [f"{q['library']} seed {q['seed']}: "
             + (f"{q['ratio']:.3g}x" if q["ratio"] else "kanpde never reached it")
             for q in ratios(rows, clock)] or ["n/a"]
+
+
+def _level_lines(rows: Sequence[Mapping[str, Any]], clock: str) -> list[str]:
+    levels = [f"{lv:g}" for lv in anchors.MSE_LEVELS]
+    lines = ["| library / kanpde | seed | " + " | ".join(f"at {lv}" for lv in levels) + " |",
+             "|:---|---:|" + "---:|" * len(levels)]
+    for q in ratios(rows, clock):
+        cells = [f"{q['levels'][lv]:.3g}x" if q["levels"][lv] else "—" for lv in levels]
+        lines.append(f"| {q['library']} | {q['seed']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
