@@ -6,7 +6,8 @@ Steps (each reported in ``OUT/explain.json``, ``OUT`` defaulting to the run dire
 2. importance of every edge and node on the problem's evaluation points; figures
    ``explain_network.png`` and ``explain_layer{l}.png``;
 3. with ``prune``: mask edges and remove hidden nodes whose normalised score is below the
-   threshold, fine-tune with L-BFGS on the problem's loss, report parameters and errors
+   threshold, fine-tune with L-BFGS on the problem's loss without the sparsity penalty
+   (which made the unused edges small, and would now bias the rest), report parameters and errors
    before and after (figures ``pruned_*.png``);
 4. with ``symbolic``: a structure search. For each hypothesis on the first layer (its
    edges fixed to their best fits with ``R^2 >= r2``; to their best fits whatever the
@@ -34,7 +35,7 @@ import copy
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from kanpde.interpret.symbolic import auto_symbolic
 from kanpde.nn.kan import KAN
 from kanpde.nn.parts import network
 from kanpde.nn.symbolic import PRIMITIVES
+from kanpde.training.config import RegularizationConfig
 
 FINISHED = ("ok", "max_time")
 MAX_SAMPLES = 4096
@@ -165,7 +167,10 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
         "edges": _edge_table(net, imp)}
     summary = result.summary
     unknowns = {k: v["value"] for k, v in (summary.get("unknowns") or {}).items()}
-    loss = ProblemLoss(problem, config, weights=summary.get("weights"), unknowns=unknowns,
+    # fine-tuning and refits use the PDE loss alone: the sparsity penalty has done its work
+    # (small unused edges to prune) and would bias what is left
+    loss = ProblemLoss(problem, replace(config, regularization=RegularizationConfig()),
+                       weights=summary.get("weights"), unknowns=unknowns,
                        engine=options.engine)
     if options.prune is not None:
         model, rep = prune(model, x, options.prune, options.method)
@@ -182,15 +187,10 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
             f"{rep.widths_after}, {len(rep.edges_masked)} edges masked, parameters "
             f"{rep.params_before} -> {rep.params_after}; l2_rel {l2:.3e} -> {before:.3e} "
             f"(pruned) -> {after:.3e} (after {len(history) - 1} L-BFGS evaluations)")
-    if options.symbolic:  # refit on the PDE loss alone: the sparsity penalty biases constants
-        from dataclasses import replace
-
-        from kanpde.training.config import RegularizationConfig
+    if options.symbolic:
         from kanpde.tune.validation import validation_loss, validation_points
 
-        fit_loss = ProblemLoss(problem, replace(config, regularization=RegularizationConfig()),
-                               weights=summary.get("weights"), unknowns=unknowns,
-                               engine=options.engine)
+        fit_loss = loss
         vpts = validation_points(problem, config.seed)
 
         def validation(m) -> float:
