@@ -26,6 +26,11 @@ def test_jobs_are_valid_solvers_with_equal_time_caps():
     assert [st.get("grid_extend") for st in lm_kan.config["stages"]] == [None, None, 10, 20]
     full = bench.jobs("full", [0], ROOT)
     assert config_from_dict(full[0].config).sampling.interior == 5000  # the solver file
+    # fewer seeds for the (long) equal-time comparison than for the accuracy targets
+    some = bench.jobs("full", [0, 1, 2], ROOT, compare_seeds=[0])
+    assert {j.seed for j in some if j.tags["part"] != "compare"} == {0, 1, 2}
+    assert {j.seed for j in some if j.tags["part"] == "compare"} == {0}
+    assert len(some) == 3 * 3 + len(bench.COMPARE) * 4
 
 
 def _curve(times, errs):
