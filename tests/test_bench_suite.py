@@ -221,14 +221,23 @@ def test_claim_rows_and_verdict_pairs() -> None:
     assert paper["more_accurate"] == "KAN"
     assert paper["mse_ratio_mlp_over_kan"] == pytest.approx(100.0)
     assert paper["params_ratio_mlp_over_kan"] == pytest.approx(30701 / 1350)
-    assert paper["time_ratio_kan_over_mlp"] == pytest.approx(2.0)
+    # CPU times when both rows have them (90 s against 50 s), not wall times (100 / 50)
+    assert paper["time_ratio_kan_over_mlp"] == pytest.approx(1.8) and paper["clock"] == "CPU"
     equal = v["the paper's models, both tuned with the same effort"]
     assert equal["more_accurate"] == "MLP"
     assert equal["mse_ratio_mlp_over_kan"] == pytest.approx(0.1)
     anchor = v["DeepXDE's own run over kanpde's run of its recipe"]
     assert anchor["mse_ratio_deepxde_over_kanpde"] == pytest.approx(2.0)
+    assert anchor["time_ratio_deepxde_over_kanpde"] == pytest.approx(4.0)
     text = claim.markdown(table, list(v.values()), "quick", "cmd")
     assert "the **MLP** is more accurate" in text and "DeepXDE's MSE is 2x kanpde's" in text
+    assert "took 1.8x the MLP's CPU time" in text
+    # a row without CPU time (a library run that did not record it): both on the wall clock
+    no_cpu = [{**r, "cpu_time_s": None} if r["label"] == "mlp4x100-deepxde" else r
+              for r in kan + mlp + tuned]
+    anchor = {p["pair"]: p for p in claim.verdict(claim.rows(no_cpu))}[
+        "DeepXDE's own run over kanpde's run of its recipe"]
+    assert anchor["clock"] == "wall" and anchor["time_ratio_deepxde_over_kanpde"] == 4.0
 
 
 def test_suite_verdicts_need_non_overlapping_ranges() -> None:
