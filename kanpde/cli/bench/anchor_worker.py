@@ -58,8 +58,8 @@ def unsupported(problem) -> str | None:
     """Why an anchor library cannot express ``problem`` (``None`` when it can)."""
     if problem.unknowns:
         return "unknown parameters (inverse problem)"
-    if problem.transform is not None:
-        return "hard-constraint output transform"
+    if problem.hard_constraint is not None:
+        return "hard constraint around the network"
     return None
 
 
