@@ -10,6 +10,7 @@ errors agree far more closely than the factor asked. Without scaling the same so
 """
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -258,3 +259,25 @@ def test_a_scaled_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert again.summary["scales"] == whole.summary["scales"]
     np.testing.assert_allclose(again.history["loss"], whole.history["loss"], rtol=1e-10)
     assert again.summary["l2_rel"] == pytest.approx(whole.summary["l2_rel"], rel=1e-8)
+
+
+@pytest.mark.parametrize("length", [1e-3, 1.0, 1e3])
+def test_check_catches_a_wrong_source_whatever_the_units(length):
+    """``kanpde check``'s tolerance is relative to the size of each term in the problem's
+    units: a source 5% off is a fault on [0, 1e3] (where u'' is 1e-5 of u) as on [0, 1]."""
+    from kanpde.problem.exactcheck import check_exact
+
+    k = math.pi / length
+
+    def wrong(s):
+        return s.u.d("x", "x") + 0.95 * k**2 * torch.sin(k * s.x)
+
+    good = check_exact(poisson(length), 64, torch.Generator().manual_seed(0))
+    assert all(c.ok for c in good), [c.problem for c in good if not c.ok]
+    bad_problem = dataclasses.replace(poisson(length), residuals={"pde": wrong})
+    bad = check_exact(bad_problem, 64, torch.Generator().manual_seed(0))
+    faults = [c for c in bad if not c.ok]
+    assert {c.engine for c in faults} == {"jet", "autograd"}
+    assert all(c.name == "residual 'pde'" for c in faults)
+    # the term scale is that of u'' in these units, not the size of u
+    assert faults[0].scale == pytest.approx(k**2, rel=0.5)

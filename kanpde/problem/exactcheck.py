@@ -9,10 +9,13 @@ For every residual and every condition, the exact solution ``u`` is put in as th
 
 ``r(0)`` is the residual of the zero field (the forcing and boundary data), ``r(u) - r(0)`` the
 part that depends on the field (its differential operator applied to ``u``), and ``F`` the
-largest value, first or second derivative of ``u`` the term could use (so a homogeneous
-equation, whose parts cancel, is still measured against the size of ``u``). A residual
-or condition that is not finite at some point fails, as does an empty evaluation set or a
-solution that is not finite on it. A value condition on a gauge field
+term's response ``max_i |r(P)(x_i) - r(0)(x_i)|`` to a smooth probe field ``P`` of the exact
+solution's size varying over the domain (:class:`~kanpde.problem.probe.ProbeField`), so
+that a homogeneous equation, whose parts cancel, is still measured against the size its
+terms have in the problem's units (``u''`` on ``[0, 1000]`` is 1e-6 of ``u``). Where the
+probe cannot be evaluated, ``F`` is the largest value, first or second derivative of ``u``.
+A residual or condition that is not finite at some point fails, as does an empty evaluation
+set or a solution that is not finite on it. A value condition on a gauge field
 (``Problem(gauge=...)``, a field determined only up to a constant) is checked up to a
 constant: its residual less its mean.
 
@@ -32,6 +35,8 @@ from torch import Tensor, nn
 
 from kanpde.core.jet import Jet
 from kanpde.problem import Problem, SolutionField
+from kanpde.problem.probe import ProbeField
+from kanpde.problem.scope import ProblemError
 
 #: relative tolerance of the exact-solution check
 RTOL = 1e-6
@@ -105,6 +110,31 @@ def _field_scale(field: SolutionField, x: Tensor, problem: Problem) -> float:
     return float(values.abs().max()) if values.numel() else 0.0
 
 
+def _probe(problem: Problem, field: SolutionField, x: Tensor) -> ProbeField:
+    """The probe field with the exact solution's amplitudes (1 for a field that is zero)."""
+    with torch.no_grad():
+        u = field(x).detach()
+    amps = []
+    for j in range(u.shape[1]):
+        col = u[:, j][u[:, j].isfinite()]
+        a = float(col.abs().max()) if col.numel() else 0.0
+        amps.append(a if a > 0 and math.isfinite(a) else 1.0)
+    lo, hi = (t.to(x.dtype) for t in problem.domain.bbox)
+    return ProbeField(lo, hi, amps)
+
+
+def _response(rp: Tensor | None, r0: Tensor, fallback: float) -> float:
+    """``F`` of the module docstring: ``max |r(P) - r(0)|``, or ``fallback`` when the probe
+    gave nothing usable."""
+    if rp is None:
+        return fallback
+    d = (rp.detach() - r0.detach()).reshape(-1)
+    if not d.numel() or not bool(d.isfinite().all()):
+        return fallback
+    f = float(d.abs().max())
+    return f if f > 0 else fallback
+
+
 def _term(name: str, engine: str, r: Tensor, r0: Tensor, x: Tensor, field_scale: float,
           coords: Sequence[str]) -> TermCheck:
     r, r0 = r.detach().reshape(r.shape[0], -1), r0.detach().reshape(r0.shape[0], -1)
@@ -143,18 +173,29 @@ def check_exact(problem: Problem, points: int, generator: torch.Generator, *,
     field, zero = SolutionField(problem), _ZeroField(len(problem.fields))
     x = problem.domain.sample_interior(points, generator)
     fscale = _field_scale(field, x, problem)
+    probe = _probe(problem, field, x)
+    res0 = problem.residual_values(zero, x, engine="jet", unknowns=unknowns)
+    try:
+        resp = problem.residual_values(probe, x, engine="autograd", unknowns=unknowns)
+    except (ProblemError, ArithmeticError, RuntimeError, ValueError, TypeError):
+        resp = {}
     out: list[TermCheck] = []
     for engine in engines:
         res = problem.residual_values(field, x, engine=engine, unknowns=unknowns)
-        res0 = problem.residual_values(zero, x, engine="jet", unknowns=unknowns)
         for name, r in res.items():
-            out.append(_term(f"residual {name!r}", engine, r, res0[name], x, fscale,
+            scale = _response(resp.get(name), res0[name], fscale)
+            out.append(_term(f"residual {name!r}", engine, r, res0[name], x, scale,
                              problem.coords))
     for cond in problem.conditions:
         pts = cond.sample(problem.domain, points, generator)
         r = problem.condition_values(cond, field, pts, unknowns=unknowns)
         r0 = problem.condition_values(cond, zero, pts, unknowns=unknowns)
-        scale = _field_scale(field, pts.points, problem)
+        try:
+            rp = problem.condition_values(cond, probe, pts, engine="autograd",
+                                          unknowns=unknowns)
+        except (ProblemError, ArithmeticError, RuntimeError, ValueError, TypeError):
+            rp = None
+        scale = _response(rp, r0, _field_scale(field, pts.points, problem))
         title = problem.condition_title(cond)
         if cond.field in problem.gauge and cond.order == 0 and r.numel():
             r = r - r.detach().mean()  # the exact gauge field may differ by a constant

@@ -55,14 +55,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from kanpde.problem.probe import ProbeField
 from kanpde.problem.scope import ProblemError
 
 #: points of the probe sample (interior, and per condition)
 PROBE_POINTS = 256
-#: phase between the probes of consecutive fields
-PHASE = 0.6
 #: term scales this far apart are named in the start line when residual scaling is off
 SPREAD = 1e2
 
@@ -116,28 +115,6 @@ def power_of_ten(value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         return 1.0
     return float(10.0 ** round(math.log10(value)))
-
-
-class ProbeField(nn.Module):
-    """``u_j = A_j phi_j(x)`` (see the module docstring): ``(N, d) -> (N, m)``.
-
-    Args:
-        lo, hi: ``(d,)`` the bounding box.
-        amplitudes: ``(m,)`` the amplitudes ``A_j`` (0: that field is zero).
-    """
-
-    def __init__(self, lo: Tensor, hi: Tensor, amplitudes: list[float]):
-        super().__init__()
-        self.lo, self.length = lo, (hi - lo).clamp_min(torch.finfo(lo.dtype).tiny)
-        self.amplitudes = amplitudes
-
-    def forward(self, x: Tensor) -> Tensor:
-        xi = (x - self.lo) / self.length  # (N, d) in [0, 1]
-        cols = []
-        for j, a in enumerate(self.amplitudes):
-            phase = math.pi / 4 + PHASE * j
-            cols.append(a * torch.prod(math.sqrt(2.0) * torch.sin(math.pi * xi + phase), 1))
-        return torch.stack(cols, 1)
 
 
 def _rms(v: Tensor) -> float:
