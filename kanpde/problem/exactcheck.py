@@ -35,8 +35,7 @@ from torch import Tensor, nn
 
 from kanpde.core.jet import Jet
 from kanpde.problem import Problem, SolutionField
-from kanpde.problem.probe import ProbeField
-from kanpde.problem.scope import ProblemError
+from kanpde.problem.probe import PROBE_ERRORS, ProbeField
 
 #: relative tolerance of the exact-solution check
 RTOL = 1e-6
@@ -177,7 +176,7 @@ def check_exact(problem: Problem, points: int, generator: torch.Generator, *,
     res0 = problem.residual_values(zero, x, engine="jet", unknowns=unknowns)
     try:
         resp = problem.residual_values(probe, x, engine="autograd", unknowns=unknowns)
-    except (ProblemError, ArithmeticError, RuntimeError, ValueError, TypeError):
+    except PROBE_ERRORS:
         resp = {}
     out: list[TermCheck] = []
     for engine in engines:
@@ -193,7 +192,7 @@ def check_exact(problem: Problem, points: int, generator: torch.Generator, *,
         try:
             rp = problem.condition_values(cond, probe, pts, engine="autograd",
                                           unknowns=unknowns)
-        except (ProblemError, ArithmeticError, RuntimeError, ValueError, TypeError):
+        except PROBE_ERRORS:
             rp = None
         scale = _response(rp, r0, _field_scale(field, pts.points, problem))
         title = problem.condition_title(cond)

@@ -15,8 +15,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from kanpde.problem.scope import ProblemError
+
 PHASE = 0.6
 """Phase shift between the probe's fields, so that no two fields are the same function."""
+
+PROBE_ERRORS = (ProblemError, ArithmeticError, RuntimeError, ValueError, TypeError)
+"""What a residual may raise on a probe field outside its valid range (``log`` of a
+negative value, say): the probe then gives no scale for that term."""
 
 
 class ProbeField(nn.Module):

@@ -57,8 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kanpde.problem.probe import ProbeField
-from kanpde.problem.scope import ProblemError
+from kanpde.problem.probe import PROBE_ERRORS, ProbeField
 
 #: points of the probe sample (interior, and per condition)
 PROBE_POINTS = 256
@@ -145,14 +144,14 @@ class _Sample:
         probe = ProbeField(self.lo, self.hi, amplitudes)
         try:
             res = p.residual_values(probe, self.x, engine="autograd")
-        except (ProblemError, ArithmeticError, RuntimeError, ValueError, TypeError):
+        except PROBE_ERRORS:
             res = {}
         for k in p.residuals:
             out[k] = res.get(k)
         for i, cond in enumerate(p.conditions):
             try:
                 r = p.condition_values(cond, probe, self.conditions[i], engine="autograd")
-            except (ProblemError, ArithmeticError, RuntimeError, ValueError, TypeError):
+            except PROBE_ERRORS:
                 r = None
             out[cond.label(i)] = r
         return out

@@ -154,6 +154,7 @@ class Trainer:
         self._snap: Snapshot | None = None
         self._good: Snapshot | None = None
         self._dirty = False
+        self._stall: list[str] = []  # why the last tolerance met was a stall (_converged)
         self._last_l2 = math.nan
         self._last_l2_fields = ""  # per-field l2_rel for the progress line (systems)
 
@@ -472,10 +473,6 @@ class Trainer:
         return {k: w.get(k, 1.0) * v / (1.0 if sc.residuals else sc.terms.get(k, 1.0) ** 2)
                 for k, v in terms.items()}
 
-    def dimensionless_loss(self, terms: dict[str, float]) -> float:
-        """``sum_t lambda_t L_t / S_t^2`` (:meth:`dimensionless_terms` summed)."""
-        return sum(self.dimensionless_terms(terms).values())
-
     def _not_reduced(self, terms: dict[str, float]) -> list[str] | None:
         """The reasons a tolerance met with these loss terms is a stall, not convergence
         (empty: converged; None: no test, see :meth:`_converged`)."""
@@ -506,7 +503,8 @@ class Trainer:
         own size is not converged (a gradient that is small only because a term is small in
         the problem's units is such a case). Only with ``scaling.loss = "initial"``, whose
         tolerances are relative to the start of the run."""
-        return "stalled" if self._not_reduced(terms) else "converged"
+        self._stall = self._not_reduced(terms) or []
+        return "stalled" if self._stall else "converged"
 
     def _second_order_iteration(self, st: StageConfig) -> str:
         """One ``lm``/``gauss_newton`` iteration with the contract of every stage (snapshot,
@@ -659,8 +657,8 @@ class Trainer:
                   "no_progress": divergence.no_progress_reason(
                       st.lr * s.lr_scale, s.step_in_stage)}
         if stopped == "stalled":
-            why = self._not_reduced(self.loss_value()[1]) or ["the loss was not reduced"]
-            reason["stalled"] = f"met its tolerance with {'; '.join(why)}: not converged"
+            reason["stalled"] = (f"met its tolerance with {'; '.join(self._stall)}: "
+                                 "not converged")
         s.stage_records.append({
             "index": s.stage, "optimizer": st.optimizer, "steps_planned": st.steps,
             "start_step": s.global_step - s.step_in_stage,
