@@ -63,6 +63,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], command: str) -> str:
              "library itself ended with. One torch thread per run, float64, the same points.",
              ""]
     for clock in ("wall", "cpu"):
+        qs = ratios(rows, clock)
         lines += [f"## {'Wall' if clock == 'wall' else 'CPU'} seconds", "",
                   "| recipe | run by | seed | final MSE | "
                   + " | ".join(f"to {lv}" for lv in levels) + " | to the library's final |",
@@ -80,9 +81,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], command: str) -> str:
                          + ("—" if "library_final" not in t else
                             f(fin, ".3g") if fin is not None else "never") + " |")
         lines += ["", f"Ratio library / kanpde of the time to each level ({clock}; —: one of "
-                  "the two never reached it):", ""] + _level_lines(rows, clock)
+                  "the two never reached it):", ""] + _level_lines(qs)
         lines += ["", "Ratio library / kanpde of the time to the library's final error "
-                  f"({clock}): " + "; ".join(_ratio_text(rows, clock)), ""]
+                  f"({clock}): " + "; ".join(_ratio_text(qs)), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -107,17 +108,18 @@ def ratios(rows: Sequence[Mapping[str, Any]], clock: str) -> list[dict[str, Any]
     return out
 
 
-def _ratio_text(rows: Sequence[Mapping[str, Any]], clock: str) -> list[str]:
+def _ratio_text(qs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"{q['library']} seed {q['seed']}: "
             + (f"{q['ratio']:.3g}x" if q["ratio"] else "kanpde never reached it")
-            for q in ratios(rows, clock)] or ["n/a"]
+            for q in qs] or ["n/a"]
 
 
-def _level_lines(rows: Sequence[Mapping[str, Any]], clock: str) -> list[str]:
+def _level_lines(qs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The per-level ratio table of :func:`ratios`' records ``qs``."""
     levels = [f"{lv:g}" for lv in anchors.MSE_LEVELS]
     lines = ["| library / kanpde | seed | " + " | ".join(f"at {lv}" for lv in levels) + " |",
              "|:---|---:|" + "---:|" * len(levels)]
-    for q in ratios(rows, clock):
+    for q in qs:
         cells = [f"{q['levels'][lv]:.3g}x" if q["levels"][lv] else "—" for lv in levels]
         lines.append(f"| {q['library']} | {q['seed']} | " + " | ".join(cells) + " |")
     return lines
