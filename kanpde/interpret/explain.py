@@ -190,14 +190,13 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
     if options.symbolic:
         from kanpde.tune.validation import validation_loss, validation_points
 
-        fit_loss = loss
         vpts = validation_points(problem, config.seed)
 
         def validation(m) -> float:
             engine = "jet" if hasattr(network(m), "jet") else "autograd"
             return validation_loss(problem, m, vpts, unknowns, engine=engine)["total"]
 
-        report["symbolic"] = _symbolic(model, problem, fit_loss, x, x_eval, options, out, log,
+        report["symbolic"] = _symbolic(model, problem, loss, x, x_eval, options, out, log,
                                        validation)
     report["figures"] = [str(p) for p in figures]
     (out / "explain.json").write_text(json.dumps(report, indent=2) + "\n")
