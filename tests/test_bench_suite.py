@@ -122,17 +122,36 @@ def test_interrupted_bench_keeps_finished_runs_and_continues(
     assert all(r["status"] == "ok" for r in records)
 
 
+def test_a_finished_run_of_another_configuration_is_neither_reused_nor_overwritten(
+        tmp_path: Path) -> None:
+    problems = resolve_problems(["poisson2d_sinsin"], PROBLEMS)
+    sched = budgets.Schedule(100, 20, 5, 5, (3,))
+    job = Job("poisson2d_sinsin", "mlp[8]", budgets.mlp_solver(sched, [8]), 0)
+    (first,) = run_jobs([job], problems, tmp_path, log=lambda line: None)
+    lines: list[str] = []
+    assert run_jobs([job], problems, tmp_path, log=lines.append)[0]["mse"] == first["mse"]
+    assert not lines  # the same configuration: reused, nothing trained
+    edited = budgets.mlp_solver(sched, [8])
+    edited["stages"][0]["lr"] = 0.02
+    with pytest.raises(BenchInputError, match=r"another configuration .*stages\[0\]\.lr"):
+        run_jobs([Job("poisson2d_sinsin", "mlp[8]", edited, 0)], problems, tmp_path)
+    summary = json.loads((Path(first["run_dir"]) / "summary.json").read_text())
+    assert summary["mse"] == first["mse"]  # the earlier run is untouched
+
+
 @pytest.mark.parametrize("args, message", [
     (["suite", "--problems", "no_such_problem"], "unknown problem 'no_such_problem'"),
     (["suite", "--budget", "huge"], "unknown budget 'huge'"),
     (["scaling", "nope"], "unknown problem 'nope'"),
     (["matched", "--targets", "0"], "--targets must be positive"),
+    (["speed", "--budget", "nonsense"], "unknown budget 'nonsense'"),
 ])
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                args: list[str], message: str) -> None:
     assert _bench(tmp_path, *args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert err.startswith(f"kanpde: error: bench {args[0]}: ")  # names the benchmark
     if "unknown problem" in message:
         assert "poisson2d_paper" in err and "heat1d" in err  # lists what exists
     if "budget" in message:

@@ -167,6 +167,53 @@ def test_grid_update_tol_lets_the_knots_move_as_pykan(sinsin):
     assert default["max_change"] <= 1e-12 and default["inputs"]["moved"] < 7
 
 
+def _lbfgs(steps, **kw):
+    return {"optimizer": "lbfgs", "steps": steps, "tolerance_grad": 0.0,
+            "tolerance_change": 0.0, **kw}
+
+
+def test_keep_memory_continues_lbfgs_across_stages(sinsin):
+    """Two L-BFGS stages, the second keeping the first's memory, follow one stage of the
+    same iterations; without keep_memory the second restarts from steepest descent."""
+    one = run(sinsin, tiny("kan", [_lbfgs(10)]))
+    kept = run(sinsin, tiny("kan", [_lbfgs(4), _lbfgs(6, keep_memory=True)]))
+    fresh = run(sinsin, tiny("kan", [_lbfgs(4), _lbfgs(6)]))
+    np.testing.assert_allclose(kept.history["loss"], one.history["loss"], rtol=1e-12)
+    np.testing.assert_allclose(fresh.history["loss"][:5], one.history["loss"][:5], rtol=1e-12)
+    assert abs(fresh.history["loss"][5] / one.history["loss"][5] - 1) > 1e-6
+    # a grid extension changes the parameter shapes: the memory starts afresh
+    ext = [_lbfgs(4), _lbfgs(6, grid_extend=10, keep_memory=True)]
+    ext_fresh = [_lbfgs(4), _lbfgs(6, grid_extend=10)]
+    np.testing.assert_allclose(run(sinsin, tiny("kan", ext)).history["loss"],
+                               run(sinsin, tiny("kan", ext_fresh)).history["loss"], rtol=1e-12)
+
+
+def test_keep_memory_survives_an_interrupt_between_stages(sinsin, tmp_path, monkeypatch):
+    """Interrupted in the grid update that starts the second stage, the run resumes with
+    the first stage's memory, as if never stopped."""
+    from kanpde.nn.kan import KAN
+
+    d = tiny("kan", [_lbfgs(4), _lbfgs(5, grid_update=True, grid_eps=1.0,
+                                        grid_update_tol=1.0, keep_memory=True)])
+    full = run(sinsin, d)
+    real = KAN.update_grid
+
+    def interrupted(self, *a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(KAN, "update_grid", interrupted)
+    part = run(sinsin, d, checkpoint_dir=tmp_path / "part")
+    assert part.summary["status"] == "interrupted" and part.summary["steps"] == 4
+    monkeypatch.setattr(KAN, "update_grid", real)
+    resumed = run(sinsin, d, resume=tmp_path / "part")
+    _assert_same_run(full, resumed)
+
+
+def test_keep_memory_is_an_lbfgs_key():
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.keep_memory.*lbfgs"):
+        config_from_dict(tiny("kan", [{"optimizer": "adam", "steps": 2,
+                                       "keep_memory": True}]))
+
+
 def test_a_grid_update_that_raises_the_loss_is_rolled_back(sinsin, monkeypatch):
     """The guard: an update that multiplies the loss by more than grid_update_max_ratio is
     undone (old knots and coefficients), recorded with its loss and why, and the run goes on

@@ -195,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 text = str(err).strip()
                 message = text.splitlines()[0] if text else type(err).__name__
+                if getattr(args, "bench_command", None):  # as argparse names the command
+                    message = f"bench {args.bench_command}: {message}"
                 print(f"kanpde: error: {message}", file=sys.stderr)
             code = EXIT_BAD_INPUT
     return EXIT_TERMINATED if code == EXIT_INTERRUPTED and stop.signal == "SIGTERM" else code

@@ -270,6 +270,12 @@ class StageConfig(_Section):
             is rolled back (the old knots and coefficients are restored; ``grid_events``
             records why).
         max_time_s: wall-time cap of the stage (stops with "max_time").
+        keep_memory: L-BFGS only: continue the previous L-BFGS stage's curvature memory
+            (its ``history_size`` pairs, last direction and step) instead of starting
+            afresh, when the parameter shapes did not change (a grid update keeps them, a
+            grid extension does not). pykan keeps its optimiser across the grid updates
+            inside one ``fit`` call; its recipe (``kanpde.tune.budgets.pykan_solver``)
+            sets this on every stage that starts with such an update.
 
     Second-order stages (``"lm"``, ``"gauss_newton"``; see
     :mod:`kanpde.training.second_order`) count ``steps`` in iterations (one Jacobian or one
@@ -305,6 +311,7 @@ class StageConfig(_Section):
     grid_update_tol: float = _opt(1e-9, _float(ge=0.0))
     grid_update_max_ratio: float = _opt(2.0, _float(ge=1.0))
     max_time_s: float | None = _opt(None, _optional(_float(gt=0.0)))
+    keep_memory: bool = _opt(False, _bool)
     damping: float | None = _opt(None, _optional(_float(ge=0.0)))
     damping_up: float | None = _opt(None, _optional(_float(gt=1.0)))
     damping_down: float | None = _opt(None, _optional(_float(gt=1.0)))

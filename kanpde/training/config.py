@@ -275,6 +275,9 @@ def _cross_check(c: SolverConfig, source: str) -> None:
                 fail(f"stages[{i}].grid_extend", f"must be >= the current grid size "
                                                  f"{grid}, got {st.grid_extend}")
             grid = st.grid_extend
+        if st.keep_memory and st.optimizer != "lbfgs":
+            fail(f"stages[{i}].keep_memory", f"only used with optimizer = 'lbfgs' (optimizer "
+                                             f"is {st.optimizer!r})")
         if st.schedule == "cosine" and st.lr_min > st.lr:
             fail(f"stages[{i}].lr_min", f"must be <= lr ({st.lr:g}), got {st.lr_min:g}")
         for key in SECOND_ORDER_DEFAULTS:

@@ -79,6 +79,25 @@ def lbfgs_step_size(optimizer: torch.optim.Optimizer) -> float:
     return float((d * t).abs().max())
 
 
+def lbfgs_memory(optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> dict:
+    """The curvature memory of an L-BFGS optimiser, for a later stage to continue
+    (:func:`continue_memory`): its state and the shapes of the parameters it belongs to."""
+    return {"shapes": [list(p.shape) for p in params], "state": optimizer.state_dict()}
+
+
+def continue_memory(optimizer: torch.optim.Optimizer, memory: dict | None,
+                    params: Sequence[Tensor]) -> bool:
+    """Load an earlier stage's :func:`lbfgs_memory` into a fresh L-BFGS ``optimizer`` over
+    ``params``; returns whether it did (not when there is none or the shapes changed, as a
+    grid extension changes them). Its learning rate stays the new stage's."""
+    if memory is None or memory["shapes"] != [list(p.shape) for p in params]:
+        return False
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.load_state_dict(memory["state"])
+    set_lr(optimizer, lr)
+    return True
+
+
 def max_abs_grad(params: Sequence[Tensor]) -> float:
     """``max |grad|`` over parameters (0 for parameters without a gradient)."""
     out = 0.0

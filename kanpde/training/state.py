@@ -136,6 +136,8 @@ class TrainState:
         weights: the loss weights (fixed, grad-norm or causal).
         clock: wall and CPU time of the run and its stage.
         optimizer: the current stage's optimiser (``None`` between stages).
+        carried_memory: between an L-BFGS stage and a following ``keep_memory`` stage, the
+            first one's curvature memory (:func:`kanpde.training.optim.lbfgs_memory`).
         stage, step_in_stage, global_step: where the run is.
         events_done: the current stage's grid events have run.
         lr_scale: the NaN guard's learning-rate factor in this stage.
@@ -160,6 +162,7 @@ class TrainState:
     weights: LossWeights
     clock: RunClock = field(default_factory=RunClock)
     optimizer: Any = None
+    carried_memory: dict | None = None
     stage: int = 0
     step_in_stage: int = 0
     global_step: int = 0
@@ -226,6 +229,7 @@ class TrainState:
             "model": {k: v.detach().cpu() if isinstance(v, Tensor) else v
                       for k, v in self.model.state_dict().items()},
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "carried_memory": self.carried_memory,
             **{k: getattr(self, k) for k in COUNTERS},
             "points": self.points.state_dict(), "generator": self.generator.get_state(),
             "history": self.history, "eval_history": self.eval_history,
@@ -259,6 +263,7 @@ class TrainState:
         self.stage_records = list(data["stage_records"])
         self.grid_events = list(data["grid_events"])
         self.loss_scale = data.get("loss_scale")  # absent in earlier checkpoints
+        self.carried_memory = data.get("carried_memory")
         self.clock.load_state_dict(data)
         self.resumed_from = data.get("path")
         return data["optimizer"]

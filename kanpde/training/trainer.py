@@ -52,7 +52,9 @@ from kanpde.training.metrics import Evaluator
 from kanpde.training.model import build_model, check_model, resolve_device
 from kanpde.training.optim import (
     CachedClosure,
+    continue_memory,
     grads_finite,
+    lbfgs_memory,
     lbfgs_step_size,
     learning_rate,
     make_optimizer,
@@ -393,6 +395,9 @@ class Trainer:
             s.events_done = True
             s.clock.new_stage()
             self._new_optimizer()
+            if st.keep_memory:  # the previous L-BFGS stage's memory, if the shapes held
+                continue_memory(s.optimizer, s.carried_memory, s.params())
+            s.carried_memory = None
             self._dirty = False
             self.dist.check_in_sync(s.params(), f"start of stage {s.stage}")
         s.clock.resume_stage()
@@ -677,6 +682,10 @@ class Trainer:
         if s.status in ("diverged", "max_time"):
             self.save()
             return
+        stages = self.config.stages
+        s.carried_memory = lbfgs_memory(s.optimizer, s.params()) \
+            if st.optimizer == "lbfgs" and s.stage + 1 < len(stages) \
+            and stages[s.stage + 1].keep_memory else None
         s.stage += 1
         s.step_in_stage = 0
         s.events_done = False

@@ -195,9 +195,10 @@ def pykan_solver(recipe: dict[str, Any]) -> dict[str, Any]:
     kanpde moves them between stages, so each grid is ``update_until / update_every`` stages
     of ``update_every * iterations_per_step`` iterations that each start with a grid update,
     then one stage for the remaining iterations (the same iterations, updates at the same
-    iteration counts, the L-BFGS memory restarted after each update). The updates follow
-    pykan's rule (knots moved, the function refitted by least squares, never rolled back),
-    not kanpde's function-preserving default."""
+    iteration counts). The L-BFGS memory carries over the updates within one grid
+    (``keep_memory``), as pykan's one optimiser per grid does, and starts afresh on each new
+    grid. The updates follow pykan's rule (knots moved, the function refitted by least
+    squares, never rolled back), not kanpde's function-preserving default."""
     per_update = recipe["update_every"] * recipe["iterations_per_step"]
     rest = (recipe["steps"] - recipe["update_until"]) * recipe["iterations_per_step"]
     stages: list[dict[str, Any]] = []
@@ -212,11 +213,13 @@ def pykan_solver(recipe: dict[str, Any]) -> dict[str, Any]:
                                      "grid_update_tol": 1.0, "grid_update_max_ratio": 1e300}
             if g_index > 0 and u == 0:
                 stage["grid_extend"] = grid
+            if u > 0:  # pykan's optimiser lives through the updates of one grid
+                stage["keep_memory"] = True
             stages.append(stage)
         if rest > 0:
             stages.append({"optimizer": "lbfgs", "steps": rest,
                            "history_size": recipe["history_size"], "tolerance_grad": 0.0,
-                           "tolerance_change": 0.0})
+                           "tolerance_change": 0.0, "keep_memory": True})
     return {
         "engine": "jet", "dtype": "float64", "seed": 0,
         "model": {"kind": "kan", "widths": list(recipe["widths"]),
