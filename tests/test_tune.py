@@ -84,6 +84,34 @@ def test_over_cap_configurations_are_skipped_and_failures_recorded(tmp_path, mon
     assert states.count("complete") == 2
 
 
+def test_a_capped_study_draws_only_architectures_under_the_cap(tmp_path):
+    """Under a tight cap the default space's KAN draws are restricted to the architectures
+    that fit (every one that fits is offered, none that does not), instead of being drawn
+    and discarded until the study gives up."""
+    from kanpde.training.config import config_from_dict
+    from kanpde.tune import space as spaces
+    from kanpde.tune.study import _n_params
+
+    problem = load_problem(PAPER)
+    knobs = spaces.space("default", "kan")
+    size = {}
+    for arch in spaces.architectures(knobs):
+        cfg = config_from_dict(spaces.solver("kan", {**spaces.smallest(knobs), **arch}, 1.0, 0))
+        size[", ".join(f"{k}={v}" for k, v in arch.items())] = _n_params(problem, cfg)
+    assert len(size) == 2 * 4 * 3 * 4 * 3 and min(size.values()) <= 200 < max(size.values())
+    allowed = [spaces.decode_architecture(a) for a in size if size[a] <= 200]
+    (kind, offered), = [v for k, v in spaces.restrict_architectures(knobs, allowed).items()
+                        if k == "architecture"]
+    assert kind == "choice" and sorted(offered) == sorted(a for a in size if size[a] <= 200)
+    res = tune(problem, "kan", 2, tmp_path / "s", time_per_trial=0.5, max_params=200,
+               search_space="default", clock="cpu")
+    assert [r["state"] for r in res.trials] == ["complete", "complete"]  # nothing discarded
+    rows = _rows(tmp_path / "s")
+    for row in rows:
+        arch = ", ".join(f"{k}={row[k]}" for k in spaces.ARCHITECTURE)
+        assert size[arch] == int(row["n_params"]) <= 200  # knob columns spelt out
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--family", "gp"], "--family: unknown model family 'gp'"),
     (["--family", "mlp", "--trials", "0"], "--trials: must be >= 1"),

@@ -17,6 +17,7 @@ of a configuration is that of its final model (after grid extensions).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -56,7 +57,47 @@ def suggest(trial: Any, knobs: Mapping[str, tuple]) -> dict[str, Any]:
             values[key] = trial.suggest_categorical(key, list(args[0]))
         else:
             raise ValueError(f"search space knob {key!r}: unknown kind {kind!r}")
+    if "architecture" in values:  # a capped study's one architecture knob
+        values.update(decode_architecture(values.pop("architecture")))
     return values
+
+
+ARCHITECTURE = ("depth", "width", "grid_size", "extensions", "spline_order")
+"""The knobs that set a model's parameter count."""
+
+
+def architectures(knobs: Mapping[str, tuple]) -> list[dict[str, Any]]:
+    """Every combination of the :data:`ARCHITECTURE` knobs of a space (``int`` ranges and
+    ``choice`` lists), as knob values."""
+    names = [k for k in ARCHITECTURE if k in knobs]
+    options = []
+    for key in names:
+        kind, *args = knobs[key]
+        if kind == "int":
+            options.append(list(range(int(args[0]), int(args[1]) + 1)))
+        elif kind == "choice":
+            options.append(list(args[0]))
+        else:
+            raise ValueError(f"search space knob {key!r}: a {kind!r} knob cannot set the "
+                             "architecture (use int or choice)")
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*options)]
+
+
+def restrict_architectures(knobs: Mapping[str, tuple], allowed: list[dict[str, Any]]
+                           ) -> dict[str, tuple]:
+    """``knobs`` with its architecture knobs replaced by one ``"architecture"`` choice among
+    ``allowed`` (those under a parameter cap): a capped study draws only models it may
+    train, uniformly over them, instead of discarding the draws above the cap.
+    :func:`suggest` turns the choice back into the knob values."""
+    out = {k: v for k, v in knobs.items() if k not in ARCHITECTURE}
+    out["architecture"] = ("choice", [", ".join(f"{k}={v}" for k, v in a.items())
+                                      for a in allowed])
+    return out
+
+
+def decode_architecture(text: str) -> dict[str, int]:
+    """``"depth=2, width=16"`` -> ``{"depth": 2, "width": 16}``."""
+    return {k.strip(): int(v) for k, v in (part.split("=") for part in text.split(","))}
 
 
 def smallest(knobs: Mapping[str, tuple]) -> dict[str, Any]:

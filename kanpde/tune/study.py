@@ -155,6 +155,11 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         # a trial that was running when its process was killed: it failed, uncounted
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     val = validation_points(problem, seed)
+    if max_params is not None:  # draw only the architectures under the cap
+        fits = [a for a in spaces.architectures(knobs) if _n_params(problem, config_from_dict(
+            spaces.solver(family, {**spaces.smallest(knobs), **fixed, **a}, time_per_trial,
+                          seed))) <= max_params]
+        knobs = spaces.restrict_architectures(knobs, fits)
     objective = _Objective(problem, family, knobs, fixed, time_per_trial, max_params, seed,
                            val, out, log, clock)
     interrupted = False
@@ -252,6 +257,14 @@ class _Objective:
         return value
 
 
+def _knob_values(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's knob values, a capped study's architecture choice spelt out."""
+    out = {k: v for k, v in params.items() if k != "architecture"}
+    if "architecture" in params:
+        out.update(spaces.decode_architecture(params["architecture"]))
+    return out
+
+
 def write_files(study, out: Path, problem, family: str, search_space: str
                 ) -> list[dict[str, Any]]:
     """Rewrite ``trials.csv``, ``best.toml`` and ``tune.json`` from the study; returns the
@@ -271,7 +284,7 @@ def write_files(study, out: Path, problem, family: str, search_space: str
                      "l2_rel": a.get("l2_rel"), "mse": a.get("mse"),
                      "wall_time_s": a.get("wall_time_s"), "cpu_time_s": a.get("cpu_time_s"),
                      "steps": a.get("steps"), "status": a.get("status"),
-                     "params": dict(t.params), "solver": a.get("solver"),
+                     "params": _knob_values(t.params), "solver": a.get("solver"),
                      "validation_terms": a.get("validation_terms")})
     knob_names = list(dict.fromkeys(k for r in rows for k in r["params"]))
     buf = io.StringIO()
