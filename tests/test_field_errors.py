@@ -289,6 +289,16 @@ def test_stage_stopped_by_its_time_cap_shows_in_the_status():
     assert status_text({**rec, "status": "max_time"}) == "max_time"  # the run's own cap
 
 
+def test_a_run_that_ends_on_a_stall_says_so_in_its_status():
+    stalled = {"index": 1, "stopped": "stalled"}
+    rec = _record(0, "ok", 0.1, [{"index": 0, "stopped": "budget"}, stalled])
+    assert status_text(rec) == "ok (last stage 1 stalled: not converged)"
+    assert "ok (last stage 1 stalled: not converged)" in markdown("p", aggregate([rec]))
+    # a stall followed by more training is not how the run ended
+    assert status_text(_record(0, "ok", 0.1, [stalled, {"index": 2, "stopped": "budget"}])
+                       ) == "ok"
+
+
 def test_stored_error_field_of_a_gauge_field_is_up_to_a_constant(tmp_path):
     import meshio
 

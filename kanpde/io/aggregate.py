@@ -85,10 +85,15 @@ def capped_stages(summary: Mapping[str, Any]) -> list[str]:
 
 def status_text(summary: Mapping[str, Any]) -> str:
     """A run's status as tables and the one-line summary show it: ``ok``, or ``ok (stage 3
-    stopped by its time cap at 1131/2000)`` when a stage time cap cut a stage short."""
-    capped = capped_stages(summary)
+    stopped by its time cap at 1131/2000)`` when a stage time cap cut a stage short, or
+    ``ok (last stage 2 stalled: not converged)`` when the run ended on a stall (a tolerance
+    met while a loss term had not come down; the stage's ``reason`` says which)."""
+    notes = capped_stages(summary)
+    stages = summary.get("stages") or []
+    if summary.get("status") == "ok" and stages and stages[-1].get("stopped") == "stalled":
+        notes.append(f"last stage {stages[-1].get('index')} stalled: not converged")
     status = str(summary.get("status"))
-    return f"{status} ({'; '.join(capped)})" if capped else status
+    return f"{status} ({'; '.join(notes)})" if notes else status
 
 
 def error_text(summary: Mapping[str, Any]) -> str:
