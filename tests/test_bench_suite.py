@@ -140,6 +140,21 @@ def test_a_finished_run_of_another_configuration_is_neither_reused_nor_overwritt
 
 
 @pytest.mark.parametrize("args, message", [
+    (["suite", "--seeds", "-1"], "argument --seeds: invalid seed -1: must be >= 0"),
+    (["claim", "--problems", "x"], "unrecognized arguments: --problems x"),  # not --problems-dir
+])
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture,
+                                                        args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _bench(tmp_path, *args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
     (["suite", "--problems", "no_such_problem"], "unknown problem 'no_such_problem'"),
     (["suite", "--budget", "huge"], "unknown budget 'huge'"),
     (["scaling", "nope"], "unknown problem 'nope'"),

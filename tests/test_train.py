@@ -208,10 +208,39 @@ def test_keep_memory_survives_an_interrupt_between_stages(sinsin, tmp_path, monk
     _assert_same_run(full, resumed)
 
 
-def test_keep_memory_is_an_lbfgs_key():
-    with pytest.raises(ConfigError, match=r"stages\[0\]\.keep_memory.*lbfgs"):
-        config_from_dict(tiny("kan", [{"optimizer": "adam", "steps": 2,
-                                       "keep_memory": True}]))
+def test_keep_memory_takes_the_memory_not_the_settings(sinsin, monkeypatch):
+    """The continued stage keeps its own history_size and tolerances; the pairs beyond its
+    history_size are dropped; the stage record says the memory was continued."""
+    from kanpde.training import optim
+
+    seen = []
+    real = optim.continue_memory
+
+    def spy(optimizer, memory, params):
+        done = real(optimizer, memory, params)
+        st = optimizer.state[optimizer.param_groups[0]["params"][0]]
+        seen.append((done, dict(optimizer.param_groups[0]), len(st["old_dirs"])))
+        return done
+    import kanpde.training.trainer as trainer
+    monkeypatch.setattr(trainer, "continue_memory", spy)
+    r = run(sinsin, tiny("kan", [_lbfgs(8, history_size=20),
+                                 _lbfgs(3, history_size=3, tolerance_grad=1e-30,
+                                        keep_memory=True)]))
+    ((done, group, pairs),) = seen
+    assert done and group["history_size"] == 3 and group["tolerance_grad"] == 1e-30
+    assert pairs == 3  # 7 pairs after 8 iterations, the oldest 4 dropped
+    assert r.summary["stages"][1]["memory_continued"] is True
+    assert "memory_continued" not in r.summary["stages"][0]
+
+
+@pytest.mark.parametrize("stages, fault", [
+    ([{"optimizer": "adam", "steps": 2, "keep_memory": True}], r"only used with .*lbfgs"),
+    ([_lbfgs(2, keep_memory=True)], "there is none"),
+    ([{"optimizer": "adam", "steps": 2}, _lbfgs(2, keep_memory=True)], "stages\\[0\\] is 'adam'"),
+])
+def test_keep_memory_needs_a_previous_lbfgs_stage(stages, fault):
+    with pytest.raises(ConfigError, match=r"stages\[\d\]\.keep_memory: .*" + fault):
+        config_from_dict(tiny("kan", stages))
 
 
 def test_a_grid_update_that_raises_the_loss_is_rolled_back(sinsin, monkeypatch):

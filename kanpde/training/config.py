@@ -278,6 +278,10 @@ def _cross_check(c: SolverConfig, source: str) -> None:
         if st.keep_memory and st.optimizer != "lbfgs":
             fail(f"stages[{i}].keep_memory", f"only used with optimizer = 'lbfgs' (optimizer "
                                              f"is {st.optimizer!r})")
+        if st.keep_memory and (i == 0 or c.stages[i - 1].optimizer != "lbfgs"):
+            fail(f"stages[{i}].keep_memory", "continues the memory of the previous L-BFGS "
+                                             "stage, and " + ("there is none" if i == 0 else
+                                             f"stages[{i - 1}] is {c.stages[i - 1].optimizer!r}"))
         if st.schedule == "cosine" and st.lr_min > st.lr:
             fail(f"stages[{i}].lr_min", f"must be <= lr ({st.lr:g}), got {st.lr_min:g}")
         for key in SECOND_ORDER_DEFAULTS:

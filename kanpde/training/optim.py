@@ -89,12 +89,20 @@ def continue_memory(optimizer: torch.optim.Optimizer, memory: dict | None,
                     params: Sequence[Tensor]) -> bool:
     """Load an earlier stage's :func:`lbfgs_memory` into a fresh L-BFGS ``optimizer`` over
     ``params``; returns whether it did (not when there is none or the shapes changed, as a
-    grid extension changes them). Its learning rate stays the new stage's."""
+    grid extension changes them). Only the memory is taken (curvature pairs, last direction
+    and step, iteration count): the settings (learning rate, ``history_size``, tolerances)
+    stay the new stage's, and the pairs beyond its ``history_size`` are dropped, oldest
+    first."""
     if memory is None or memory["shapes"] != [list(p.shape) for p in params]:
         return False
-    lr = optimizer.param_groups[0]["lr"]
+    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
     optimizer.load_state_dict(memory["state"])
-    set_lr(optimizer, lr)
+    optimizer.param_groups[0].update(group)
+    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    for key in ("old_dirs", "old_stps", "ro"):
+        if state.get(key) is not None:
+            state[key] = list(state[key])[-group["history_size"]:]
+    state.pop("al", None)  # a work list of the old history_size; rebuilt on the next step
     return True
 
 

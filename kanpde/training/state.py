@@ -138,6 +138,8 @@ class TrainState:
         optimizer: the current stage's optimiser (``None`` between stages).
         carried_memory: between an L-BFGS stage and a following ``keep_memory`` stage, the
             first one's curvature memory (:func:`kanpde.training.optim.lbfgs_memory`).
+        memory_continued: the current ``keep_memory`` stage took that memory (the
+            parameter shapes had not changed).
         stage, step_in_stage, global_step: where the run is.
         events_done: the current stage's grid events have run.
         lr_scale: the NaN guard's learning-rate factor in this stage.
@@ -163,6 +165,7 @@ class TrainState:
     clock: RunClock = field(default_factory=RunClock)
     optimizer: Any = None
     carried_memory: dict | None = None
+    memory_continued: bool = False
     stage: int = 0
     step_in_stage: int = 0
     global_step: int = 0
@@ -229,7 +232,7 @@ class TrainState:
             "model": {k: v.detach().cpu() if isinstance(v, Tensor) else v
                       for k, v in self.model.state_dict().items()},
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "carried_memory": self.carried_memory,
+            "carried_memory": self.carried_memory, "memory_continued": self.memory_continued,
             **{k: getattr(self, k) for k in COUNTERS},
             "points": self.points.state_dict(), "generator": self.generator.get_state(),
             "history": self.history, "eval_history": self.eval_history,
@@ -264,6 +267,7 @@ class TrainState:
         self.grid_events = list(data["grid_events"])
         self.loss_scale = data.get("loss_scale")  # absent in earlier checkpoints
         self.carried_memory = data.get("carried_memory")
+        self.memory_continued = bool(data.get("memory_continued", False))
         self.clock.load_state_dict(data)
         self.resumed_from = data.get("path")
         return data["optimizer"]

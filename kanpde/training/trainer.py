@@ -395,8 +395,9 @@ class Trainer:
             s.events_done = True
             s.clock.new_stage()
             self._new_optimizer()
-            if st.keep_memory:  # the previous L-BFGS stage's memory, if the shapes held
-                continue_memory(s.optimizer, s.carried_memory, s.params())
+            # the previous L-BFGS stage's memory, if asked for and the shapes held
+            s.memory_continued = st.keep_memory and continue_memory(
+                s.optimizer, s.carried_memory, s.params())
             s.carried_memory = None
             self._dirty = False
             self.dist.check_in_sync(s.params(), f"start of stage {s.stage}")
@@ -675,6 +676,7 @@ class Trainer:
             "n_params": trainable_parameters(s.model),
             **({"second_order": s.optimizer.record()}
                if st.optimizer in second_order.SECOND_ORDER else {}),
+            **({"memory_continued": s.memory_continued} if st.keep_memory else {}),
             # the error of the model as this stage leaves it (scaling studies read these)
             "metrics": self.metrics_now(),
         })

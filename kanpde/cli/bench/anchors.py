@@ -267,7 +267,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("problems_pos", nargs="*", metavar="PROBLEM",
                         help="problem names or files (default: poisson2d_paper)")
     report.add_common_arguments(parser, problems=False)
-    parser.add_argument("--pykan-seeds", nargs="+", type=int, default=[0], metavar="SEED",
+    parser.add_argument("--pykan-seeds", nargs="+", type=common.seed, default=[0], metavar="SEED",
                         help="seeds of the pykan recipe (default 0; about an hour per seed "
                              "through pykan on one CPU thread at the full budget)")
     parser.add_argument("--libraries", nargs="+", choices=sorted(LIBRARIES),

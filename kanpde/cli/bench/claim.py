@@ -304,7 +304,7 @@ def figure(table: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_common_arguments(parser, problems=False)
-    parser.add_argument("--mlp-seeds", nargs="+", type=int, default=[0], metavar="SEED",
+    parser.add_argument("--mlp-seeds", nargs="+", type=common.seed, default=[0], metavar="SEED",
                         help="seeds of the MLPs (default 0; --seeds applies to the KANs)")
 
 

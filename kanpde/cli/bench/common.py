@@ -363,13 +363,29 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join([head, rule, *body])
 
 
+def seed(text: str) -> int:
+    """An argparse ``type``: a seed, an integer >= 0."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid seed {value}: must be >= 0")
+    return value
+
+
 def add_subcommand(subparsers: Any, name: str, help_text: str, doc: str | None,
                    add_arguments: Callable[[Any], None], run: Callable[[Any], int]) -> Any:
     """Register one ``kanpde bench NAME`` subcommand: its arguments and ``func = run``."""
     import argparse
 
+    # no abbreviations: --problems must not silently mean --problems-dir where a
+    # benchmark has no --problems of its own
     parser = subparsers.add_parser(name, help=help_text, description=(doc or "").split("\n\n")[0],
-                                   formatter_class=argparse.RawTextHelpFormatter)
+                                   formatter_class=argparse.RawTextHelpFormatter,
+                                   allow_abbrev=False)
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser

@@ -190,7 +190,7 @@ def markdown(cases: Sequence[dict[str, Any]], command: str) -> str:
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--problems", nargs="+", choices=list(CASES), default=list(CASES),
                         help="problems (default: all of them)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+    parser.add_argument("--seeds", nargs="+", type=common.seed, default=[0, 1, 2],
                         help="seeds (default 0 1 2)")
     parser.add_argument("--problems-dir", default=str(ROOT / "problems"),
                         help="where the problem files are")

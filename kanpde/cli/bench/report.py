@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kanpde.cli.bench import common
 from kanpde.cli.bench.common import machine_info
 
 RUN_KEYS = ("problem", "label", "model", "seed", "n_params", "l2_rel", "max_abs_err", "mse",
@@ -36,7 +37,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, problems: bool = Tr
                         help="quick (a smoke check, minutes) or full (the committed numbers); "
                              "default quick")
     if seeds is not None:
-        parser.add_argument("--seeds", nargs="+", type=int, default=list(seeds), metavar="SEED",
+        parser.add_argument("--seeds", nargs="+", type=common.seed, default=list(seeds),
+                            metavar="SEED",
                             help="seeds of every configuration (default "
                                  f"{' '.join(map(str, seeds))})")
         parser.set_defaults(default_seeds=list(seeds))

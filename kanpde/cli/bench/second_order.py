@@ -350,7 +350,7 @@ def figure(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_common_arguments(parser, problems=False)
-    parser.add_argument("--compare-seeds", type=int, nargs="+", metavar="SEED",
+    parser.add_argument("--compare-seeds", type=common.seed, nargs="+", metavar="SEED",
                         help="seeds of the equal-time comparison on helmholtz2d, kovasznay "
                              "and heat1d (default: --seeds; each run takes about 5 min of "
                              "wall time at the full budget, 12 runs per seed)")
