@@ -93,6 +93,19 @@ def test_suite_tunes_both_families_with_equal_effort(tmp_path: Path, test_sized:
     assert "Tuned KAN vs tuned MLP" in (tmp_path / "res" / "suite.md").read_text()
 
 
+def test_suite_second_order_rows_are_chosen_by_method() -> None:
+    from kanpde.cli.bench.suite import jobs
+
+    def labels(methods):
+        return sorted({j.label for j in jobs(["heat1d"], "quick", [0, 1], methods)})
+    assert labels(["lm"]) == ["kan[10]", "kan[10]-lm", "mlp[32,32]", "mlp[32,32]-lm"]
+    assert labels([]) == ["kan[10]", "mlp[32,32]"]
+    assert len(labels(["lm", "gauss_newton"])) == 6
+    lm = [j for j in jobs(["heat1d"], "quick", [0, 1], ["lm"]) if j.label.endswith("-lm")]
+    assert [j.seed for j in lm] == [0, 0]  # the first seed only
+    assert {st["optimizer"] for j in lm for st in j.config["stages"][1:]} == {"lm"}
+
+
 def test_interrupted_bench_keeps_finished_runs_and_continues(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import kanpde.training.solve

@@ -31,19 +31,22 @@ from kanpde.cli.bench.runner import Job, check_budget, resolve_problems, run_job
 from kanpde.io.aggregate import aggregate, spread_cell
 from kanpde.tune import budgets
 
+SECOND_ORDER_ROWS = {"lm": "lm", "gauss_newton": "gn"}
+"""The second-order methods of the suite's extra rows and their label suffixes."""
+
 
 def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int],
-         second_order: bool = True) -> list[Job]:
-    """The suite's runs: every problem x {KAN, MLP} x seed, and (``second_order``) the same
-    KAN and MLP with Levenberg-Marquardt and with Gauss-Newton stages instead of L-BFGS,
-    with the first seed."""
+         second_order: Sequence[str] = tuple(SECOND_ORDER_ROWS)) -> list[Job]:
+    """The suite's runs: every problem x {KAN, MLP} x seed, and the same KAN and MLP with
+    each method of ``second_order`` (``"lm"``: Levenberg-Marquardt, ``"gauss_newton"``)
+    instead of L-BFGS, with the first seed."""
     sched = budgets.SCHEDULES["suite"][budget]
     kw, mw = budgets.SUITE_KAN_WIDTHS, budgets.SUITE_MLP_WIDTHS
     rows = [(budgets.kan_label(kw), budgets.kan_solver(sched, kw), "kan", seeds),
             (budgets.mlp_label(mw), budgets.mlp_solver(sched, mw), "mlp", seeds)]
-    if second_order:
-        steps = budgets.SECOND_ORDER_STEPS[budget]
-        for opt, tag in (("lm", "lm"), ("gauss_newton", "gn")):
+    steps = budgets.SECOND_ORDER_STEPS[budget]
+    for opt, tag in SECOND_ORDER_ROWS.items():
+        if opt in second_order:
             rows += [(f"{budgets.kan_label(kw)}-{tag}",
                       budgets.kan_solver(sched, kw, optimizer=opt, steps=steps[opt]), "kan",
                       seeds[:1]),
@@ -172,8 +175,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_common_arguments(parser)
     parser.add_argument("--no-tuned", dest="tuned", action="store_false",
                         help="skip the tuned KAN and MLP")
-    parser.add_argument("--no-second-order", dest="second_order", action="store_false",
-                        help="skip the Levenberg-Marquardt and Gauss-Newton rows")
+    parser.add_argument("--second-order", nargs="*", choices=list(SECOND_ORDER_ROWS),
+                        default=list(SECOND_ORDER_ROWS), metavar="METHOD",
+                        help="second-order rows: lm (Levenberg-Marquardt) and/or "
+                             "gauss_newton (default both)")
+    parser.add_argument("--no-second-order", dest="second_order", action="store_const",
+                        const=[], help="no second-order rows (as --second-order with none)")
 
 
 def run(args: argparse.Namespace) -> int:
