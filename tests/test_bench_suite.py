@@ -54,6 +54,9 @@ def test_suite_command_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture
     assert kan["grid_size"] == [sched.grids[-1]] * 2
     text = (res / "suite.md").read_text()
     assert "| poisson2d_sinsin | kan[10] | " in text and "lower error" in text
+    # the command line written with the table reproduces the run, its own options included
+    assert ("Command: `kanpde bench suite --problems poisson2d_sinsin --budget quick --seeds "
+            f"0 1 --no-tuned --no-second-order --out {res}`") in text
     assert (res / "figures" / "suite_poisson2d_sinsin.png").stat().st_size > 1000
     # medians in the table are the medians of the runs
     row = next(r for r in doc["rows"] if r["label"] == "kan[10]")

@@ -15,7 +15,7 @@ from kanpde import KAN, autograd_jet, load_problem
 from kanpde.core import spline
 from kanpde.core.engines import compute_jet
 from kanpde.interpret.formula import kan_formula, simplify_formula
-from kanpde.interpret.importance import importance
+from kanpde.interpret.importance import importance, redundant_nodes
 from kanpde.interpret.prune import count_parameters, prune
 from kanpde.interpret.refit import ProblemLoss, l2_error, lbfgs, polish_symbolic
 from kanpde.interpret.symbolic import auto_symbolic, choose, fit_edge
@@ -161,6 +161,25 @@ def test_importance_scores():
     assert torch.allclose(imp.incoming[1], imp.edges[0].max(0).values)
     assert float(imp.edges_normalized[1].max()) == 1.0
     assert json.dumps(imp.to_dict())
+
+
+def test_redundant_nodes_are_found_up_to_an_affine_map():
+    """Hidden node 2 made -2.5 x hidden node 0 (every layer-0 edge scaled): one group; an
+    untouched random network has none."""
+    net = KAN([2, 3, 1], grid_size=4, seed=3)
+    x = _points(300)
+    assert redundant_nodes(net, x) == []
+    with torch.no_grad():
+        first = net.layers[0]
+        first.coef[:, :, 2] = first.coef[:, :, 0]
+        first.base_weight[:, 2] = first.base_weight[:, 0]
+        first.spline_scale[:, 2] = -2.5 * first.spline_scale[:, 0]
+        first.base_weight[:, 2] *= -2.5
+    h = net.layer_inputs(x)[1]
+    assert torch.allclose(h[:, 2], -2.5 * h[:, 0], rtol=1e-12, atol=1e-12)
+    (group,) = redundant_nodes(net, x)
+    assert group["layer"] == 1 and group["nodes"] == [0, 2]
+    assert group["min_abs_corr"] == pytest.approx(1.0, abs=1e-12)
 
 
 # ------------------------------------------------------------------ regularisation ---------

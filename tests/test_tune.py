@@ -106,6 +106,8 @@ def test_a_capped_study_draws_only_architectures_under_the_cap(tmp_path):
     res = tune(problem, "kan", 2, tmp_path / "s", time_per_trial=0.5, max_params=200,
                search_space="default", clock="cpu")
     assert [r["state"] for r in res.trials] == ["complete", "complete"]  # nothing discarded
+    doc = json.loads((tmp_path / "s" / "tune.json").read_text())
+    assert sorted(doc["study"]["architectures_under_cap"]) == sorted(offered)
     rows = _rows(tmp_path / "s")
     for row in rows:
         arch = ", ".join(f"{k}={row[k]}" for k in spaces.ARCHITECTURE)

@@ -44,7 +44,7 @@ import torch
 from kanpde.interpret.closed_form import read_formula, sympy_call
 from kanpde.interpret.draw import save_figures
 from kanpde.interpret.formula import Formula, formula_error, kan_formula
-from kanpde.interpret.importance import importance
+from kanpde.interpret.importance import importance, redundant_nodes
 from kanpde.interpret.prune import count_parameters, prune
 from kanpde.interpret.refit import (
     ProblemLoss,
@@ -145,6 +145,15 @@ def _edge_table(net: KAN, imp) -> list[dict[str, Any]]:
             for i in range(layer.n_in) for j in range(layer.n_out)]
 
 
+def _report_redundant(net: KAN, x: torch.Tensor, log: Callable[[str], None]) -> list[dict]:
+    groups = redundant_nodes(net, x)
+    for g in groups:
+        log(f"layer {g['layer']}: hidden nodes {', '.join(map(str, g['nodes']))} carry one "
+            f"feature up to an affine map (|corr| >= {g['min_abs_corr']:.6f}); pruning keeps "
+            "them all, and the formula repeats it")
+    return groups
+
+
 def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
                 out_dir: str | Path | None = None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -172,6 +181,7 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
     loss = ProblemLoss(problem, replace(config, regularization=RegularizationConfig()),
                        weights=summary.get("weights"), unknowns=unknowns,
                        engine=options.engine)
+    report["redundant_nodes"] = _report_redundant(net, x, log)
     if options.prune is not None:
         model, rep = prune(model, x, options.prune, options.method)
         before = l2_error(model, problem)
@@ -182,7 +192,8 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
         figures += save_figures(net, x, imp, out, "pruned", coords, fields)
         report["prune"] = {**rep.to_dict(), "l2_rel_before": l2, "l2_rel_pruned": before,
                            "l2_rel_fine_tuned": after, "fine_tune_steps": len(history) - 1,
-                           "loss_fine_tuned": history[-1], "edges": _edge_table(net, imp)}
+                           "loss_fine_tuned": history[-1], "edges": _edge_table(net, imp),
+                           "redundant_nodes": _report_redundant(net, x, log)}
         log(f"pruned (threshold {options.prune:g}): widths {rep.widths_before} -> "
             f"{rep.widths_after}, {len(rep.edges_masked)} edges masked, parameters "
             f"{rep.params_before} -> {rep.params_after}; l2_rel {l2:.3e} -> {before:.3e} "

@@ -8,6 +8,10 @@ subnodes' incoming scores) and ``outgoing = max_j E_l[i, j]``; its score is the
 smaller of the two for hidden nodes, the one it has for input and output nodes. Every score
 also comes normalised per layer (divided by the layer's largest), which is what line
 opacities and pruning thresholds use.
+
+Redundant nodes (:func:`redundant_nodes`): hidden nodes whose values at the samples are
+affine images of each other (``|corr| >= 1 - tol``) carry one feature; pruning by score keeps
+them all, so a network trained wider than it needs can keep several copies of one feature.
 """
 
 from __future__ import annotations
@@ -127,3 +131,40 @@ def importance(net: KAN, x: Tensor, method: str = "l1") -> Importance:
                              for e, w in zip(edges, widths[1:], strict=True)]
     outgoing = [e.max(1).values for e in edges] + [zeros[-1]]
     return Importance(edges, incoming, outgoing, method)
+
+
+@torch.no_grad()
+def redundant_nodes(net: KAN, x: Tensor, tol: float = 1e-4) -> list[dict]:
+    """Groups of hidden nodes that carry the same feature up to an affine map.
+
+    Two hidden nodes of one layer are in a group when the correlation of their values at
+    the samples is ``|corr| >= 1 - tol`` (node values: the next layer's inputs). Constant
+    nodes (standard deviation below ``1e-12`` of the layer's largest) are left out.
+
+    Args:
+        net: the KAN.
+        x: ``(N, d)`` samples.
+        tol: how close to 1 the absolute correlation must be.
+
+    Returns:
+        ``[{"layer": l, "nodes": [j, ...], "min_abs_corr": c}, ...]``, one entry per group of
+        two or more nodes (``l``: the node layer, 1 for the first hidden layer).
+    """
+    groups = []
+    for layer, h in enumerate(net.layer_inputs(x)[1:], start=1):  # h: (N, n_l)
+        std = h.std(0, correction=0)  # (n_l,)
+        live = [j for j in range(h.shape[1]) if std[j] > 1e-12 * float(std.max())]
+        if len(live) < 2:
+            continue
+        z = (h[:, live] - h[:, live].mean(0)) / std[live]  # (N, n_live)
+        corr = (z.T @ z / h.shape[0]).abs()  # (n_live, n_live)
+        seen: set[int] = set()
+        for a in range(len(live)):
+            if a in seen:
+                continue
+            members = [b for b in range(len(live)) if b not in seen and corr[a, b] >= 1 - tol]
+            if len(members) > 1:
+                seen.update(members)
+                groups.append({"layer": layer, "nodes": [live[b] for b in members],
+                               "min_abs_corr": float(corr[members][:, members].min())})
+    return groups

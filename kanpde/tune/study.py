@@ -97,7 +97,9 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
         trials: number of trained trials (skipped over-cap configurations not counted).
         out: the study directory (created; resumed when it holds this study).
         time_per_trial: time cap of each trial in seconds (of ``clock``).
-        max_params: parameter cap of a configuration's final model (``None``: none).
+        max_params: parameter cap of a configuration's final model (``None``: none); a
+            capped study draws only among the architectures under it (listed in
+            ``tune.json`` as ``architectures_under_cap``).
         seed: seed of the sampler, of every trial's training and (offset) of the
             validation points.
         search_space: ``"default"`` or ``"tiny"`` (smoke tests).
@@ -160,6 +162,7 @@ def tune(problem, family: str, trials: int, out: str | Path, *,
             spaces.solver(family, {**spaces.smallest(knobs), **fixed, **a}, time_per_trial,
                           seed))) <= max_params]
         knobs = spaces.restrict_architectures(knobs, fits)
+        study.set_user_attr("architectures_under_cap", knobs["architecture"][1])  # tune.json
     objective = _Objective(problem, family, knobs, fixed, time_per_trial, max_params, seed,
                            val, out, log, clock)
     interrupted = False

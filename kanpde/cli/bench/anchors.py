@@ -295,8 +295,8 @@ def run(args: argparse.Namespace) -> int:
                                 work / "kanpde", quiet=not args.progress)
     rows = summarize(records)
     rat = ratios(rows)
-    positional = [*args.problems_pos, "--pykan-seeds", *map(str, args.pykan_seeds)]
-    text = markdown(rows, rat, budget, report.command_line("anchors", args, positional))
+    text = markdown(rows, rat, budget, report.command_line(
+        "anchors", args, args.problems_pos, ["--pykan-seeds", *map(str, args.pykan_seeds)]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "anchors.md").write_text(text)

@@ -321,9 +321,8 @@ def run(args: argparse.Namespace) -> int:
     records += anchor_records(budget, args.mlp_seeds, path, work)
     table = rows(records)
     v = verdict(table)
-    command = report.command_line("claim", args)
-    if args.mlp_seeds != [0]:
-        command += " --mlp-seeds " + " ".join(map(str, args.mlp_seeds))
+    command = report.command_line("claim", args, options=["--mlp-seeds", *map(
+        str, args.mlp_seeds)] if args.mlp_seeds != [0] else [])
     text = markdown(table, v, budget, command)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

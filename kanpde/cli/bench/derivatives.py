@@ -41,6 +41,7 @@ import math
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -476,14 +477,15 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"kanpde bench derivatives: {problem}", file=sys.stderr)
         return 2
+    for path in (args.json, args.markdown):  # their folders, before minutes of measuring
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     doc = run_benchmark(args)
     print(render(doc, top_ops=args.top_ops))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
+        Path(args.json).write_text(json.dumps(doc, indent=1))
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(render(doc, markdown=True, top_ops=args.top_ops))
+        Path(args.markdown).write_text(render(doc, markdown=True, top_ops=args.top_ops))
     failed = [r for r in doc["records"] if "error" in r]
     for r in failed:
         print(f"{r['variant']} G={r['grid_size']}: {r['error']}", file=sys.stderr)

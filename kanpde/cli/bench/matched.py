@@ -33,6 +33,9 @@ from kanpde.cli.bench.runner import Job, check_budget, resolve_problems, run_job
 from kanpde.io.aggregate import spread
 from kanpde.tune import budgets
 
+DEFAULT_TARGETS = (1e-2, 1e-3)
+"""Target relative L2 errors of the views when ``--targets`` is not given."""
+
 
 def jobs(problems: Sequence[str], budget: str, seeds: Sequence[int]) -> list[Job]:
     """Every problem x sweep size x seed."""
@@ -163,7 +166,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> st
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_common_arguments(parser, seeds=(0,))
-    parser.add_argument("--targets", nargs="+", type=float, default=[1e-2, 1e-3],
+    parser.add_argument("--targets", nargs="+", type=float, default=list(DEFAULT_TARGETS),
                         metavar="L2", help="target relative L2 errors (default 1e-2 1e-3)")
     parser.add_argument("--no-tuned", dest="tuned", action="store_false",
                         help="the fixed sweep only (no tuned candidates)")
@@ -183,7 +186,10 @@ def run(args: argparse.Namespace) -> int:
         todo += tuned(problems, budget, args.seeds, work, quiet=not args.progress)
     records = run_jobs(todo, problems, work, quiet=not args.progress)
     rows = views(records, list(problems), args.targets)
-    text = markdown(rows, budget, report.command_line("matched", args))
+    options = [] if args.tuned else ["--no-tuned"]
+    if list(args.targets) != list(DEFAULT_TARGETS):
+        options += ["--targets", *(f"{t:g}" for t in args.targets)]
+    text = markdown(rows, budget, report.command_line("matched", args, options=options))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "matched.md").write_text(text)

@@ -51,15 +51,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, problems: bool = Tr
     parser.add_argument("--progress", action="store_true", help="progress bar for every run")
 
 
-def command_line(name: str, args: argparse.Namespace, positional: Sequence[str] = ()) -> str:
-    """The ``kanpde bench NAME ...`` command that reproduces a run with these arguments."""
+def command_line(name: str, args: argparse.Namespace, positional: Sequence[str] = (),
+                 options: Sequence[str] = ()) -> str:
+    """The ``kanpde bench NAME ...`` command that reproduces a run with these arguments:
+    ``positional`` (problem names) after the name, the shared options, then the
+    benchmark's own ``options`` that differ from their defaults."""
     parts = ["kanpde bench", name, *positional]
     if getattr(args, "problems", None):
         parts += ["--problems", *args.problems]
     parts += ["--budget", args.budget]
     if list(args.seeds) != list(args.default_seeds):
         parts += ["--seeds", *map(str, args.seeds)]
-    parts += ["--out", str(args.out)]
+    parts += [*options, "--out", str(args.out)]
     return " ".join(parts)
 
 

@@ -372,8 +372,8 @@ def run(args: argparse.Namespace) -> int:
     split = BUDGETS[budget]["split"]
     print(f"cost split of one LM iteration (G = {split['grid']}) ...", file=sys.stderr)
     doc = {"budget": budget, "command": report.command_line(
-               "second-order", args,
-               ["--compare-seeds", *map(str, args.compare_seeds)] if args.compare_seeds else []),
+               "second-order", args, options=["--compare-seeds", *map(str, args.compare_seeds)]
+               if args.compare_seeds else []),
            "targets": TARGETS, "paper": _paper_rows(records),
            "sinsin": _sinsin_rows(records), "compare": compare_rows(records),
            "cost_split": cost_split(root, **split),

@@ -122,6 +122,7 @@ def _verdict_table(vs: Sequence[Mapping[str, Any]]) -> str:
 def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> str:
     """``suite.md``."""
     sched = budgets.SCHEDULES["suite"][budget]
+    second = budgets.SECOND_ORDER_STEPS[budget]
     lines = [
         "# KAN vs MLP over the problem suite", "",
         f"Command: `{command}`", "",
@@ -131,7 +132,10 @@ def markdown(rows: Sequence[Mapping[str, Any]], budget: str, command: str) -> st
         f"{' -> '.join(map(str, sched.grids))} (extension + update between stages); "
         f"float64, forward-jet derivatives, residual weight {sched.residual_weight}. "
         "Errors on each problem's evaluation set against its exact or reference solution; "
-        "median [min–max] over seeds.", "",
+        "median [min–max] over seeds. Rows ending in `-lm` (`-gn`): the same models, "
+        "points and Adam stage, then Levenberg–Marquardt (Gauss–Newton) stages of "
+        f"{second['lm']} ({second['gauss_newton']}) "
+        "iterations instead of L-BFGS, first seed only.", "",
         report.machine_line(), "",
     ]
     table = [[r["problem"], r["label"], r["n_params"], len(r["seeds"]),
@@ -196,7 +200,12 @@ def run(args: argparse.Namespace) -> int:
     records = run_jobs(todo, problems, work, quiet=not args.progress)
     out = Path(args.out)
     rows = summarize(records)
-    text = markdown(rows, budget, report.command_line("suite", args))
+    options = [] if args.tuned else ["--no-tuned"]
+    if not args.second_order:
+        options.append("--no-second-order")
+    elif list(args.second_order) != list(SECOND_ORDER_ROWS):
+        options += ["--second-order", *args.second_order]
+    text = markdown(rows, budget, report.command_line("suite", args, options=options))
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.md").write_text(text)
     report.write_json(out / "suite.json", {"budget": budget, "rows": rows,
