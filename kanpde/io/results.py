@@ -471,24 +471,6 @@ def _read_h5(f) -> Result:
     )
 
 
-def load_config(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """The resolved solver configuration a run directory's ``result.h5`` was made with
-    (cheap: reads that one dataset).
-
-    Raises:
-        FileNotFoundError: no ``result.h5`` there (named).
-        ValueError: it is not a readable kanpde result (named).
-    """
-    import h5py
-
-    path = _result_path(out_dir)
-    try:
-        with h5py.File(path, "r") as f:
-            return json.loads(_read_str(f, "config", "{}"))
-    except (OSError, KeyError, json.JSONDecodeError) as err:
-        raise ValueError(f"'{path}' is not a readable kanpde result ({err})") from err
-
-
 def load_summary(out_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``summary.json`` of a run directory (cheap: does not open ``result.h5``).
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from kanpde.core.jet import Jet
 from kanpde.problem import Problem, SolutionField
-from kanpde.problem.probe import PROBE_ERRORS, ProbeField
+from kanpde.problem.probe import ProbeField, probe_condition, probe_residuals
 
 #: relative tolerance of the exact-solution check
 RTOL = 1e-6
@@ -174,10 +174,7 @@ def check_exact(problem: Problem, points: int, generator: torch.Generator, *,
     fscale = _field_scale(field, x, problem)
     probe = _probe(problem, field, x)
     res0 = problem.residual_values(zero, x, engine="jet", unknowns=unknowns)
-    try:
-        resp = problem.residual_values(probe, x, engine="autograd", unknowns=unknowns)
-    except PROBE_ERRORS:
-        resp = {}
+    resp = probe_residuals(problem, probe, x, unknowns)
     out: list[TermCheck] = []
     for engine in engines:
         res = problem.residual_values(field, x, engine=engine, unknowns=unknowns)
@@ -189,11 +186,7 @@ def check_exact(problem: Problem, points: int, generator: torch.Generator, *,
         pts = cond.sample(problem.domain, points, generator)
         r = problem.condition_values(cond, field, pts, unknowns=unknowns)
         r0 = problem.condition_values(cond, zero, pts, unknowns=unknowns)
-        try:
-            rp = problem.condition_values(cond, probe, pts, engine="autograd",
-                                          unknowns=unknowns)
-        except PROBE_ERRORS:
-            rp = None
+        rp = probe_condition(problem, cond, probe, pts, unknowns)
         scale = _response(rp, r0, _field_scale(field, pts.points, problem))
         title = problem.condition_title(cond)
         if cond.field in problem.gauge and cond.order == 0 and r.numel():

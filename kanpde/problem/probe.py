@@ -11,6 +11,7 @@ size ``A`` (:mod:`kanpde.training.scaling` divides the loss terms by it,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -45,3 +46,24 @@ class ProbeField(nn.Module):
             phase = math.pi / 4 + PHASE * j
             cols.append(a * torch.prod(math.sqrt(2.0) * torch.sin(math.pi * xi + phase), 1))
         return torch.stack(cols, 1)
+
+
+def probe_residuals(problem, probe: nn.Module, x: Tensor,
+                    unknowns: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """``{name: (N,)}`` PDE residuals of ``probe`` at ``x`` (autograd engine); ``{}`` when
+    a residual cannot take the probe (:data:`PROBE_ERRORS`)."""
+    try:
+        return problem.residual_values(probe, x, engine="autograd", unknowns=unknowns)
+    except PROBE_ERRORS:
+        return {}
+
+
+def probe_condition(problem, condition, probe: nn.Module, points,
+                    unknowns: Mapping[str, Tensor] | None = None) -> Tensor | None:
+    """The residual ``(n,)`` of one condition for ``probe`` at its ``points``; ``None`` when
+    it cannot take the probe (:data:`PROBE_ERRORS`)."""
+    try:
+        return problem.condition_values(condition, probe, points, engine="autograd",
+                                        unknowns=unknowns)
+    except PROBE_ERRORS:
+        return None

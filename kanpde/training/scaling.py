@@ -57,7 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kanpde.problem.probe import PROBE_ERRORS, ProbeField
+from kanpde.problem.probe import ProbeField, probe_condition, probe_residuals
 
 #: points of the probe sample (interior, and per condition)
 PROBE_POINTS = 256
@@ -142,18 +142,11 @@ class _Sample:
         """``{term: r_t}`` of the probe field with these amplitudes (``None``: failed)."""
         p, out = self.problem, {}
         probe = ProbeField(self.lo, self.hi, amplitudes)
-        try:
-            res = p.residual_values(probe, self.x, engine="autograd")
-        except PROBE_ERRORS:
-            res = {}
+        res = probe_residuals(p, probe, self.x)
         for k in p.residuals:
             out[k] = res.get(k)
         for i, cond in enumerate(p.conditions):
-            try:
-                r = p.condition_values(cond, probe, self.conditions[i], engine="autograd")
-            except PROBE_ERRORS:
-                r = None
-            out[cond.label(i)] = r
+            out[cond.label(i)] = probe_condition(p, cond, probe, self.conditions[i])
         return out
 
 

@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kanpde.cli.bench import common
-from kanpde.cli.bench.common import machine_info
+from kanpde.cli.bench.common import machine_info, seed
 
 RUN_KEYS = ("problem", "label", "model", "seed", "n_params", "l2_rel", "max_abs_err", "mse",
             "h1_rel", "h1_mse", "wall_time_s", "steps", "final_loss", "status", "grid_size",
@@ -37,7 +36,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, problems: bool = Tr
                         help="quick (a smoke check, minutes) or full (the committed numbers); "
                              "default quick")
     if seeds is not None:
-        parser.add_argument("--seeds", nargs="+", type=common.seed, default=list(seeds),
+        parser.add_argument("--seeds", nargs="+", type=seed, default=list(seeds),
                             metavar="SEED",
                             help="seeds of every configuration (default "
                                  f"{' '.join(map(str, seeds))})")

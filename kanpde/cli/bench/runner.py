@@ -100,29 +100,27 @@ class Job:
         return root / safe_name(self.problem) / safe_name(f"{self.label}-seed{self.seed}")
 
 
-def _finished(run_dir: Path, config: Any) -> dict[str, Any] | None:
+def _finished(run_dir: Path, config: Any, problem: Any) -> dict[str, Any] | None:
     """The summary of the finished run in ``run_dir`` (``None``: none, or unfinished).
 
     Raises:
         BenchInputError: the finished run was made with another solver configuration than
-            ``config`` (a :class:`~kanpde.training.config.SolverConfig`): its numbers are
-            not this job's, and are neither reused nor overwritten.
+            ``config`` (a :class:`~kanpde.training.config.SolverConfig`) or another version
+            of the problem file (:func:`kanpde.cli.reuse.stale_reason`): its numbers are not
+            this job's, and are neither reused nor overwritten.
     """
-    from kanpde.io.results import load_config, load_summary
-    from kanpde.training.config import config_from_dict, diff_configs
+    from kanpde.cli.reuse import stale_reason
+    from kanpde.io.results import load_summary
 
     if not (run_dir / "summary.json").is_file():
         return None
     summary = load_summary(run_dir)
     if summary.get("status") not in ("ok", "diverged", "max_time", "no_metrics"):
         return None
-    then = config_from_dict(load_config(run_dir), source=f"{run_dir}: config").to_dict()
-    diff = diff_configs(then, config.to_dict())
-    if diff:
-        raise BenchInputError(
-            f"{run_dir}: a finished run made with another configuration (differs in "
-            f"{', '.join(diff[:5])}{', ...' if len(diff) > 5 else ''}); move it away or "
-            "give another --work")
+    reason = stale_reason(run_dir, config.to_dict(), problem)
+    if reason:
+        raise BenchInputError(f"{run_dir}: a finished run made with another configuration or "
+                              f"problem ({reason}); move it away or give another --work")
     return summary
 
 
@@ -156,10 +154,10 @@ def run_jobs(jobs: Iterable[Job], problems: Mapping[str, Path], root: str | Path
         run_dir = job.run_dir(root)
         config = config_from_dict({**job.config, "name": job.label, "seed": job.seed},
                                   source=f"{job.label}")
-        summary = _finished(run_dir, config)
+        if job.problem not in loaded:
+            loaded[job.problem] = load_problem(problems[job.problem])
+        summary = _finished(run_dir, config, loaded[job.problem])
         if summary is None:
-            if job.problem not in loaded:
-                loaded[job.problem] = load_problem(problems[job.problem])
             resume = run_dir if (run_dir / "checkpoint.pt").is_file() else None
             start = time.perf_counter()
             with claim(run_dir, resume=resume is not None, flag="bench: run directory"):
