@@ -1,6 +1,7 @@
 """Interpretability of KANs: symbolic edges (jets, gradients, fits), pruning, the sparsity
 penalty, the composed formula, the recovery machinery and the ``explain`` command."""
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -20,7 +21,7 @@ from kanpde.interpret.prune import count_parameters, prune
 from kanpde.interpret.refit import ProblemLoss, l2_error, lbfgs, polish_symbolic
 from kanpde.interpret.symbolic import auto_symbolic, choose, fit_edge
 from kanpde.nn.embed import AffineMap
-from kanpde.nn.symbolic import PRIMITIVES, primitive
+from kanpde.nn.symbolic import PRIMITIVES, compositions, primitive
 from kanpde.training.config import ConfigError, config_from_dict
 from kanpde.training.regularization import sparsity_penalty
 
@@ -65,6 +66,55 @@ def test_symbolic_edge_jet_matches_nested_autograd(name):
     jet, ref = net.jet(x, second=_channels()), autograd_jet(net, x, second=_channels())
     for part in ("value", "grad", "second"):
         assert torch.allclose(getattr(jet, part), getattr(ref, part), rtol=0, atol=1e-10), part
+
+
+@pytest.mark.parametrize("name", compositions())
+def test_composed_edge_jet_matches_nested_autograd(name):
+    net = KAN([2, 2, 1], grid_size=3, seed=1)
+    for i in range(2):
+        net.layers[0].set_symbolic(i, 0, name, (0.9, 0.2, 0.6, -0.3))
+    net.layers[1].set_symbolic(1, 0, name, (0.7, -0.1, 0.8, 0.1))
+    x = _points(40)
+    jet, ref = net.jet(x, second=_channels()), autograd_jet(net, x, second=_channels())
+    for part in ("value", "grad", "second"):
+        assert torch.allclose(getattr(jet, part), getattr(ref, part), rtol=0, atol=1e-10), part
+
+
+def test_composed_primitives_are_built_from_their_names():
+    x = np.linspace(-1.0, 1.0, 7)
+    p = primitive("sin(x^2)")
+    assert p.complexity == PRIMITIVES["sin"].complexity + PRIMITIVES["x^2"].complexity
+    assert np.array_equal(p.numpy_fn(x), np.sin(x**2))
+    z = sp.Symbol("z")
+    assert sp.simplify(p.sympy(z) - sp.sin(z**2)) == 0
+    for bad in ("sin(x^5)", "x(x^2)", "sin(sin)", "sin(x^2"):
+        with pytest.raises(ValueError, match="unknown symbolic function"):
+            primitive(bad)
+
+
+def test_a_composition_is_fitted_only_where_no_single_primitive_fits():
+    x = np.linspace(-1.0, 1.0, 401)
+    y = np.sin(np.pi * x**2)
+    singles = fit_edge(x, y)
+    assert singles[0].r2 < 0.999  # no entry of the library alone
+    net = KAN([1, 1], grid_size=20, seed=0, dtype=F64)
+    layer = net.layers[0]
+    h = torch.linspace(-1, 1, 401, dtype=F64)[:, None]
+    with torch.no_grad():  # make the one edge sin(pi y^2) by a least-squares spline fit
+        eye = torch.eye(layer.coef.shape[1], dtype=F64)[None]  # (1, G + k, G + k)
+        basis = spline.evaluate(h, layer.knots, eye, layer.k, 0, layer.uniform)[0][:, 0]
+        target = torch.sin(torch.pi * h[:, 0] ** 2) - layer.base_weight[0, 0] * \
+            nn.functional.silu(h[:, 0])
+        sol = torch.linalg.lstsq(basis, target[:, None]).solution[:, 0]
+        layer.coef[0, :, 0] = sol / layer.spline_scale[0, 0]
+    err = (layer.edge_values(h)[:, 0, 0] - torch.sin(torch.pi * h[:, 0] ** 2)).abs().max()
+    assert float(err) < 1e-3  # cubic spline, G = 20: the fixture is sin(pi y^2) to ~2e-4
+    rec = auto_symbolic(copy.deepcopy(net), h, 0.999, compose_below=None)
+    assert rec[0]["kind"] != "sin(x^2)"
+    rec = auto_symbolic(net, h, 0.999, compose_below=0.999)
+    assert rec[0]["kind"] == "sin(x^2)", rec[0]
+    a, b, c, d = net.layers[0].sym_params[0, 0].tolist()
+    assert abs(a * a - math.pi) < 1e-3 and abs(b) < 1e-3 and abs(c - 1) < 1e-3
 
 
 def test_mixed_model_parameter_gradients_jet_vs_autograd():
@@ -563,3 +613,116 @@ def test_the_formula_of_an_output_scaled_kan_carries_its_scale():
     x = torch.rand(200, 2, dtype=torch.float64) * 2 - 1
     reference = scaled(x).detach().numpy()
     assert formula_error(outer, x.numpy(), reference) < 1e-12
+
+
+# ------------------------------------------------------------- separated factors -----------
+
+def _model_cfg(**model):
+    return config_from_dict({"model": {"kind": "kan", "widths": [2], "mult": [2], **model}})
+
+
+def test_factors_mask_the_cross_edges_and_linear_output_is_symbolic_x():
+    from kanpde.training.model import build_model
+
+    problem = load_problem(ROOT / "problems" / "heat1d.py")
+    cfg = _model_cfg(factors=[["x"], ["t"]], linear_output=True)
+    net = build_model(problem, cfg.model, seed=3)
+    l0, l1 = net.layers
+    # subnodes: (node 0: X, T), (node 1: X, T); coordinates (x, t)
+    kinds = [[l0.edge_kind(i, j) for j in range(4)] for i in range(2)]
+    assert kinds == [["spline", "pruned", "spline", "pruned"],
+                     ["pruned", "spline", "pruned", "spline"]]
+    assert all(l1.edge_kind(i, 0) == "x" for i in range(2))
+    # the product of a function of x and one of t: mixed second derivative from both
+    x = torch.rand(50, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    jet, ref = net.jet(x, second=_channels()), autograd_jet(net, x, second=_channels())
+    for part in ("value", "grad", "second"):
+        assert torch.allclose(getattr(jet, part), getattr(ref, part), rtol=0, atol=1e-10)
+    # used parameters: 4 layer-0 edges of G + k + 2 = 10, 2 symbolic output edges of 4
+    assert count_parameters(net) == 4 * 10 + 2 * 4
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"factors": [["x"], ["t"]], "mult": []}, "needs multiplication nodes"),
+    ({"factors": [["x"], ["s"]]}, "unknown coordinate 's'"),
+    ({"factors": [["x"], ["x", "t"]]}, "'x' is in both factors"),
+    ({"factors": [["x"]]}, "two lists of coordinates"),
+    ({"factors": [["x"], ["t"]], "embedding": "fourier"}, "use embedding = 'none'"),
+    ({"kind": "mlp", "linear_output": True, "mult": []}, "model.linear_output: needs a KAN"),
+])
+def test_factors_bad_input_is_one_line(model, message):
+    from kanpde.training.model import build_model
+
+    problem = load_problem(ROOT / "problems" / "heat1d.py")
+    cfg = _model_cfg(**model)
+    with pytest.raises(ConfigError, match=message) as err:
+        build_model(problem, cfg.model)
+    assert "\n" not in str(err.value) and str(err.value).startswith("model.")
+
+
+def test_span_fits_unmix_a_basis_into_primitives():
+    from kanpde.interpret.separation import span_fits
+
+    x = np.linspace(-1.0, 1.0, 300)
+    s1, s2 = np.sin(np.pi * x), np.sin(2 * np.pi * x)
+    basis = np.stack([0.8 * s1 + 0.3 * s2 + 0.1, 0.2 * s1 - 0.9 * s2 - 0.05], 1)
+    fits = span_fits(x, basis, ["x", "x^2", "sin", "exp"])
+    assert [f.name for f in fits] == ["sin", "sin"]
+    for f in fits:  # each c f(a x + b) + d lies in the span of the two columns alone
+        a, b, c, d = f.params
+        p = c * np.sin(a * x + b) + d
+        coef = np.linalg.lstsq(basis, p, rcond=None)[0]
+        assert np.abs(basis @ coef - p).max() < 1e-6 * np.abs(p).max()
+    assert sorted(round(abs(f.params[0]) / np.pi, 6) for f in fits) == [1.0, 2.0]
+    # a single mixture is no basis of two: the second fit is left out or poor
+    mixed = span_fits(x, (0.8 * s1 + 0.3 * s2)[:, None], ["sin"])
+    assert len(mixed) == 1 and mixed[0].r2 < 0.999
+
+
+def test_a_mixed_separated_network_is_read_back_by_the_basis_hypothesis():
+    """u = e^{-t/2} sin(pi x) + e^{-2t} sin(2 pi x) as [2, 2 products, 1] with linear outputs,
+    its factors mixed by M: the primitive basis of x's factors, with the t factors refitted,
+    gives single primitives on every edge."""
+    from kanpde.interpret.separation import factor_groups, set_span_basis
+    from kanpde.nn.embed import AffineMap
+
+    net = KAN([2, 2, 1], grid_size=20, mult=[2], dtype=F64,
+              embedding=AffineMap([-1.0, -1.0], [1.0, 1.0]))
+    l0, l1 = net.layers
+    for i, j in ((1, 0), (0, 1), (1, 2), (0, 3)):
+        l0.mask_edge(i, j)
+    m = torch.tensor([[0.8, 0.3], [0.2, -0.9]], dtype=F64)  # X' = X M, T' = T M^-T
+    minv_t = torch.linalg.inv(m).T
+    s = torch.linspace(-1, 1, 400, dtype=F64)[:, None].expand(400, 2)
+    xs = torch.stack([torch.sin(math.pi * s[:, 0]), torch.sin(2 * math.pi * s[:, 0])], 1)
+    ts = torch.stack([torch.exp(-0.5 * s[:, 1]), torch.exp(-2 * s[:, 1])], 1)
+    with torch.no_grad():
+        y0 = torch.zeros(400, 2, 4, dtype=F64)
+        y0[:, 0, 0::2] = xs @ m
+        y0[:, 1, 1::2] = ts @ minv_t
+        l0.coef.copy_(spline.fit_coefficients(s, y0, l0.knots, 3, True))
+        l0.base_weight.zero_()
+        l0.spline_scale.fill_(1.0)
+        for i in range(2):
+            l1.set_symbolic(i, 0, "x", (1.0, 0.0, 1.0, 0.0))
+    assert factor_groups(net) == {0: [0, 2], 1: [1, 3]}
+    pts = torch.rand(2000, 2, dtype=F64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    exact = (torch.exp(-0.5 * pts[:, 1]) * torch.sin(math.pi * pts[:, 0])
+             + torch.exp(-2 * pts[:, 1]) * torch.sin(2 * math.pi * pts[:, 0]))
+    scale = float(exact.abs().max())
+    # the fixture: cubic splines, G = 20, of mixtures (the mixing amplifies their error)
+    assert float((net(pts)[:, 0] - exact).abs().max()) < 1e-3 * scale
+    plain = auto_symbolic(copy.deepcopy(net), pts, 0.999, ["x", "sin", "exp"], layers=[0])
+    assert any(r["kind"] == "spline" for r in plain)  # the mixtures fit no primitive
+    records = set_span_basis(net, pts, 0, ["x", "sin", "exp"])
+    assert [r["kind"] for r in records] == ["sin", "sin"]
+    # the t factors absorb the mixing: a linear least-squares refit of their splines
+    loss_pts = pts[:600]
+
+    def mse(model):
+        return (model(loss_pts)[:, 0] - exact[:600]).square().mean()
+
+    lbfgs(net, mse, 200)
+    rest = auto_symbolic(net, pts, 0.999, ["x", "sin", "exp"], layers=[0])
+    assert [r["kind"] for r in rest] == ["exp", "exp"], rest
+    assert float((net(pts)[:, 0] - exact).abs().max()) < 1e-3 * scale

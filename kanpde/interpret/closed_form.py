@@ -13,8 +13,13 @@ like for any model. :func:`read_formula` then
    (:func:`kanpde.interpret.formula.constant_candidates`) when the validation loss
    (:func:`kanpde.tune.validation.validation_loss` on points no training used) does not
    grow beyond ``max(L_val (1 + rel), floor)``;
-3. refits the constants left free, snaps again, and simplifies with SymPy under the same
-   rule.
+3. refits the constants left free and snaps again;
+4. tries each constant still floating at ``0``, the nearest integer and the nearest
+   multiple of ``pi/2`` with the other constants refitted (:func:`shift_candidates`):
+   a formula with a free direction (``sin(x - t)`` as a sum of two products has a free
+   phase) has simple constants only once that direction is fixed; kept under the same
+   rule, each followed by a snap;
+5. simplifies with SymPy under the same rule.
 
 Every SymPy call that can take long (``expand``, ``simplify``) runs in a child process with
 a time limit (:func:`sympy_call`); past it the unsimplified expression is kept and a note
@@ -130,6 +135,20 @@ def sympy_call(name: str, expr: sp.Expr, timeout: float) -> tuple[sp.Expr, str |
     return sp.sympify(text), None
 
 
+def shift_candidates(v: float) -> list[sp.Expr]:
+    """Simple values for a constant that a refit of the other constants may allow, however
+    far from ``v``: ``0``, the nearest nonzero multiple of ``pi/2`` (phases) and the nearest
+    nonzero integer, in this order."""
+    out: list[sp.Expr] = [sp.Integer(0)]
+    q = round(v / (math.pi / 2))
+    if q:
+        out.append(sp.Rational(q, 2) * sp.pi)
+    k = round(v)
+    if k:
+        out.append(sp.Integer(k))
+    return [c for c in dict.fromkeys(out) if float(c) != v]
+
+
 def refit_constants(model: FormulaModel, loss_fn: Callable[[nn.Module], Tensor],
                     steps: int = 200) -> float:
     """L-BFGS on the free constants of ``model`` (in place); returns the final loss."""
@@ -143,8 +162,8 @@ def refit_constants(model: FormulaModel, loss_fn: Callable[[nn.Module], Tensor],
 def read_formula(outputs: Sequence[sp.Expr], symbols: Sequence[sp.Symbol],
                  train_loss: Callable[[nn.Module], Tensor],
                  val_loss: Callable[[nn.Module], float], *, floor: float,
-                 rel: float = 1e-6, refit_steps: int = 200, timeout: float = 20.0
-                 ) -> dict[str, Any]:
+                 rel: float = 1e-6, refit_steps: int = 200, timeout: float = 20.0,
+                 shift: bool = True) -> dict[str, Any]:
     """Expand, refit, snap, refit, snap, simplify (module docstring).
 
     Args:
@@ -155,6 +174,8 @@ def read_formula(outputs: Sequence[sp.Expr], symbols: Sequence[sp.Symbol],
         rel: relative growth of the validation loss still counted as "not grown".
         refit_steps: L-BFGS iterations of each refit.
         timeout: seconds per SymPy call.
+        shift: after the snaps, also try each constant left at the simple values of
+            :func:`shift_candidates` with the other constants refitted.
 
     Returns:
         ``outputs`` (SymPy), ``loss_validation``, ``notes`` and ``history`` (one record per
@@ -214,10 +235,50 @@ def read_formula(outputs: Sequence[sp.Expr], symbols: Sequence[sp.Symbol],
                     exprs, best = trial, min(v, best)
                     break
 
+    def snap_refit(label: str) -> None:
+        """Move a constant to a simple value far from it when a refit of the others keeps
+        the loss: a formula with a free direction (a phase that the other terms absorb,
+        sin(x - t) as a sum of two products) has no simple constants until one is fixed."""
+        nonlocal exprs, best
+        tried: set[int] = set()  # positions (largest first) already tried
+        while True:
+            floats = sorted({f for e in exprs for f in e.atoms(sp.Float)},
+                            key=lambda f: -abs(f))
+            todo = [k for k in range(len(floats)) if k not in tried]
+            if not todo:
+                return
+            k = todo[0]
+            tried.add(k)
+            f = floats[k]
+            for cand in shift_candidates(float(f)):
+                trial = [e.xreplace({f: cand}) for e in exprs]
+                try:
+                    m = FormulaModel(trial, symbols)
+                    refit_constants(m, train_loss, refit_steps)
+                    v = float(val_loss(m))
+                except (TypeError, ValueError, RuntimeError, ZeroDivisionError,
+                        OverflowError):
+                    v = math.inf
+                v = v if math.isfinite(v) else math.inf
+                accepted = ok(v, best)
+                history.append({"step": label, "constant": float(f), "to": str(cand),
+                                "loss_validation": v, "accepted": accepted})
+                if accepted:  # the constants move: start again from the largest left
+                    exprs, best = m.expressions(), min(v, best)
+                    snap("snap after refit")
+                    tried.clear()
+                    break
+            else:
+                continue
+            if len(history) > 40 * len(floats) + 40:  # pragma: no cover - a safety bound
+                return
+
     refit("refit constants")
     snap("snap")
     refit("refit free constants")
     snap("snap again")
+    if shift:
+        snap_refit("snap with refit")
     for name in ("simplify", "trigsimp"):
         trial = []
         for e in exprs:
@@ -232,4 +293,29 @@ def read_formula(outputs: Sequence[sp.Expr], symbols: Sequence[sp.Symbol],
         history.append({"step": name, "loss_validation": v, "accepted": accepted})
         if accepted:
             exprs, best = trial, min(v, best)
+    trial = [_snap_coefficients(e, symbols) for e in exprs]
+    if trial != exprs:
+        _, v = evaluate(trial)
+        accepted = ok(v, best)
+        history.append({"step": "snap coefficients", "loss_validation": v,
+                        "accepted": accepted})
+        if accepted:
+            exprs, best = trial, min(v, best)
     return {"outputs": exprs, "loss_validation": best, "notes": notes, "history": history}
+
+
+def _snap_coefficients(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> sp.Expr:
+    """``expr`` with the numeric factor of each additive term (``1.0998 sin(2)``, a float
+    times an exact number after simplification) replaced by its simplest exact form when
+    one is within the tolerance of :func:`kanpde.interpret.formula.constant_candidates`."""
+    from kanpde.interpret.formula import constant_candidates
+
+    terms = []
+    for term in sp.Add.make_args(expr):
+        coeff, rest = term.as_independent(*symbols, as_Add=False)
+        if coeff.atoms(sp.Float) and coeff.is_number and coeff != 0:
+            cands = constant_candidates(float(coeff))
+            if cands:
+                coeff = cands[0]
+        terms.append(coeff * rest)
+    return sp.Add(*terms)

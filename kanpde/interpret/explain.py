@@ -53,16 +53,19 @@ from kanpde.interpret.refit import (
     polish_symbolic,
     to_float64,
 )
+from kanpde.interpret.separation import factor_groups, set_span_basis
 from kanpde.interpret.symbolic import auto_symbolic
 from kanpde.nn.kan import KAN
 from kanpde.nn.parts import network
-from kanpde.nn.symbolic import PRIMITIVES
+from kanpde.nn.symbolic import PRIMITIVES, primitive
 from kanpde.training.config import RegularizationConfig
 
 FINISHED = ("ok", "max_time")
 MAX_SAMPLES = 4096
 POLISH_FACTOR = 10.0
 """Hypotheses whose L-BFGS loss is within this factor of the lowest are polished."""
+BASIS = "basis "
+"""Prefix of the layer-0 hypothesis "the factors fed by input i as a primitive basis"."""
 CLAIM_FACTOR = 10.0
 """A formula without spline edges is claimed as the closed form only when its validation
 loss is at most this factor above the trained network's (else it is a worse model)."""
@@ -233,11 +236,21 @@ def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
     records: list[dict[str, Any]] = []
     history = [math.nan]
     for l_ in range(len(net.layers)):
-        if l_ == 0 and first is not None:
+        if l_ == 0 and first is not None and first.startswith(BASIS):
+            found = set_span_basis(net, x, int(first[len(BASIS):]), options.library,
+                                   options.r2)
+            records += [r for r in found if r["kind"] != "spline"]
+            if len(records) == len(found) > 0:  # the other side absorbs the mixing
+                lbfgs(model, loss, options.refit_steps)
+            records += auto_symbolic(net, x, options.r2, options.library, layers=[0],
+                                     compose_below=options.r2)
+        elif l_ == 0 and first is not None:
             lib = options.library if first == "best" else [first]
-            records += auto_symbolic(net, x, -math.inf, lib, layers=[0])
+            records += auto_symbolic(net, x, -math.inf, lib, layers=[0],
+                                     compose_below=options.r2 if first == "best" else None)
         else:
-            records += auto_symbolic(net, x, options.r2, options.library, layers=[l_])
+            records += auto_symbolic(net, x, options.r2, options.library, layers=[l_],
+                                     compose_below=options.r2)
         history = lbfgs(model, loss, options.refit_steps)
     return records, history[-1]
 
@@ -247,7 +260,10 @@ def _layer0_hypotheses(model, x, options: ExplainOptions) -> list[str | None]:
     ``R^2 >= r2``), ``"best"`` (every best fit) and, for ``"x"`` and every primitive that is
     the best fit of some layer-0 edge, "all of layer 0 is that primitive". Duplicates are
     left out: ``"best"`` when every best fit already has ``R^2 >= r2``, "all ``f``" when
-    ``f`` is the best fit of every edge."""
+    ``f`` is the best fit of every edge. For a first layer of products with separated
+    factors, one more per input feeding two or more factors: ``"basis i"``, those factors
+    as the primitives of their span (:mod:`kanpde.interpret.separation`), the rest refitted
+    before the remaining layer-0 edges are fitted."""
     net = copy.deepcopy(network(model))
     chosen = [r["chosen"] for r in auto_symbolic(net, x, math.inf, options.library,
                                                  layers=[0]) if r["kind"] == "spline"]
@@ -260,7 +276,9 @@ def _layer0_hypotheses(model, x, options: ExplainOptions) -> list[str | None]:
     if "x" in lib:
         names.add("x")
     names -= same | {"0"}  # "all f" with f every edge's best fit is "every best fit"
-    return [*out, *sorted(names, key=lambda n: list(PRIMITIVES).index(n))]
+    bases = [f"{BASIS}{i}" for i, members in factor_groups(network(model)).items()
+             if len(members) > 1]
+    return [*out, *sorted(names, key=lambda n: list(PRIMITIVES).index(n)), *bases]
 
 
 def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Path,
@@ -282,8 +300,9 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
     for first in _layer0_hypotheses(model, x, options):
         trial = copy.deepcopy(model)
         records, lbfgs_loss = _fix_layers(trial, x, loss, first, options)
-        label = {None: "per-edge best fits", "best": "every best fit"}.get(
-            first, f"all {first}")
+        label = {None: "per-edge best fits", "best": "every best fit"}.get(first) or (
+            f"primitive basis of input {first[len(BASIS):]}'s factors"
+            if first.startswith(BASIS) else f"all {first}")
         trials.append({"trial": trial, "records": records, "lbfgs": lbfgs_loss,
                        "final": lbfgs_loss, "label": label, "polished": False})
         log(f"  layer 0 as {label}: L-BFGS loss {lbfgs_loss:.3e}")
@@ -299,7 +318,8 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
     for t in trials:
         records, final, label = t["records"], t["final"], t["label"]
         n_spline = sum(r["kind"] == "spline" for r in records)
-        cost = sum(PRIMITIVES[r["kind"]].complexity if r["kind"] in PRIMITIVES else 4
+        cost = sum(primitive(r["kind"]).complexity if r["kind"] not in ("spline", "pruned")
+                   else 4
                    for r in records)
         v = validation(t["trial"])
         v = v if math.isfinite(v) else math.inf

@@ -28,25 +28,10 @@ from kanpde.nn.kan_layer import KANLayer
 from kanpde.nn.parts import grid_sizes, network, trainable_parameters
 
 
-def layer_parameters(layer: KANLayer) -> int:
-    """Trainable numbers a layer really uses: ``G + k + 2`` per spline edge (coefficients,
-    base and spline weight), 4 per symbolic edge ``(a, b, c, d)``, 0 per pruned edge."""
-    per_spline = layer.coef.shape[1] + 2
-    n_sym = len(layer.symbolic)
-    n_spline = (layer.n_in * layer.n_out if layer.edge_mask is None
-                else int(layer.edge_mask.sum()))
-    return n_spline * per_spline + 4 * n_sym
-
-
 def count_parameters(model: nn.Module) -> int:
-    """Parameters of a (possibly wrapped) model, counting KAN edges by
-    :func:`layer_parameters`; equals the plain parameter count of a pure-spline KAN."""
-    net = network(model)
-    if not isinstance(net, KAN):
-        return trainable_parameters(model)
-    kan_ids = {id(p) for p in net.layers.parameters()}
-    other = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in kan_ids)
-    return other + sum(layer_parameters(layer) for layer in net.layers)
+    """Parameters of a (possibly wrapped) model, KAN edges counted as they are used
+    (:func:`kanpde.nn.parts.trainable_parameters`)."""
+    return trainable_parameters(model)
 
 
 def replace_network(model: nn.Module, net: KAN) -> nn.Module:

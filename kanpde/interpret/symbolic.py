@@ -26,9 +26,11 @@ import torch
 from torch import Tensor
 
 from kanpde.nn.kan import KAN
-from kanpde.nn.symbolic import PRIMITIVES, Primitive, primitive
+from kanpde.nn.symbolic import INNER, OUTER, PRIMITIVES, Primitive, compositions, primitive
 
 EVEN = ("x^2", "x^4", "abs", "gaussian")
+COMPOSED_GRID = 101
+"""Grid points per range of ``(a, b)`` for the compositions ``f(g(a x + b))``."""
 ODD = ("x", "x^3", "tanh")
 
 
@@ -86,8 +88,15 @@ def _linear(fz: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def canonical(name: str, params: Sequence[float]) -> tuple[float, float, float, float]:
     """Equivalent constants in a canonical form: ``a > 0`` where a sign flip allows it,
-    ``b`` in ``(-pi, pi]`` and ``c > 0`` for ``sin``/``cos``."""
+    ``b`` in ``(-pi, pi]`` and ``c > 0`` for ``sin``/``cos``, ``b = 0`` for ``exp``."""
     a, b, c, d = (float(v) for v in params)
+    parts = primitive(name).parts
+    if parts is not None:  # f(g): an even g takes the sign of a x + b
+        if parts[1] in EVEN and a < 0:
+            a, b = -a, -b
+        return a, b, c, d
+    if name == "exp" and math.isfinite(c * math.exp(b)) and c * math.exp(b) != 0.0:
+        return a, 0.0, c * math.exp(b), d  # c e^(a x + b) = (c e^b) e^(a x)
     if name in ("sin", "cos"):
         if a < 0:
             a, b, c = -a, -b, (-c if name == "sin" else c)
@@ -206,17 +215,22 @@ def choose(fits: Sequence[EdgeFit], factor: float = 10.0, floor: float = 1e-10) 
         raise ValueError("no symbolic fit to choose from")
     best = max(f.r2 for f in fits)
     tol = max(factor * (1.0 - best), floor)
-    order = list(PRIMITIVES)
+    order = {name: k for k, name in enumerate([*PRIMITIVES, *compositions()])}
     ok = [f for f in fits if 1.0 - f.r2 <= tol]
     return min(ok, key=lambda f: (f.complexity, round((1.0 - f.r2) / floor),
-                                   order.index(f.name)))
+                                   order.get(f.name, len(order))))
 
 
 @torch.no_grad()
 def auto_symbolic(net: KAN, x: Tensor, r2_threshold: float = 0.999,
                   library: Sequence[str] | None = None, top: int = 3,
-                  layers: Sequence[int] | None = None) -> list[dict]:
+                  layers: Sequence[int] | None = None,
+                  compose_below: float | None = None) -> list[dict]:
     """Fit every spline edge and fix it to its chosen primitive when ``R^2 >= r2_threshold``.
+
+    With ``compose_below``, an edge whose best single primitive has ``R^2`` below it is
+    also fitted by the compositions ``"f(g)"`` (:func:`kanpde.nn.symbolic.compositions`,
+    ``f`` and ``g`` from ``library``), and the choice (:func:`choose`) is among all fits.
 
     Layers are done in order; each layer's edges are fitted on its inputs as computed with
     the layers before it already symbolic. Fixing replaces the spline: rebuild any optimiser.
@@ -228,6 +242,7 @@ def auto_symbolic(net: KAN, x: Tensor, r2_threshold: float = 0.999,
         library: primitive names (default: all).
         top: candidates reported per edge.
         layers: indices of the layers to fit (default: all).
+        compose_below: ``R^2`` below which compositions are tried (``None``: never).
 
     Returns:
         One record per edge: ``layer, i, j, kind`` (primitive name or ``"spline"``),
@@ -244,6 +259,14 @@ def auto_symbolic(net: KAN, x: Tensor, r2_threshold: float = 0.999,
                 if layer.edge_kind(i, j) != "spline":
                     continue
                 fits = fit_edge(h[:, i], phi[:, i, j], library)
+                if compose_below is not None and (not fits or fits[0].r2 < compose_below):
+                    lib = set(library if library is not None else PRIMITIVES)
+                    pairs = compositions(tuple(f for f in OUTER if f in lib),
+                                         tuple(g for g in INNER if g in lib))
+                    if pairs:  # f(g(a x + b)) varies faster in a: a finer grid
+                        fits = sorted([*fits, *fit_edge(h[:, i], phi[:, i, j], pairs,
+                                                        n_grid=COMPOSED_GRID)],
+                                      key=lambda f: -f.r2)
                 chosen = choose(fits) if fits else None
                 fixed = chosen is not None and chosen.r2 >= r2_threshold
                 if fixed:

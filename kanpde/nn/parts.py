@@ -25,6 +25,24 @@ def grid_sizes(model: nn.Module) -> list[int] | None:
     return [layer.grid_size for layer in net.layers] if isinstance(net, KAN) else None
 
 
+def layer_parameters(layer) -> int:
+    """Trainable numbers a KAN layer really uses: ``G + k + 2`` per spline edge
+    (coefficients, base and spline weight), 4 per symbolic edge ``(a, b, c, d)``, 0 per
+    masked edge."""
+    per_spline = layer.coef.shape[1] + 2
+    n_sym = len(layer.symbolic)
+    n_spline = (layer.n_in * layer.n_out if layer.edge_mask is None
+                else int(layer.edge_mask.sum()))
+    return n_spline * per_spline + 4 * n_sym
+
+
 def trainable_parameters(model: nn.Module) -> int:
-    """Number of scalars in the parameters that require gradients."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of scalars in the parameters that require gradients, a KAN's edges counted by
+    :func:`layer_parameters` (masked edges are fixed at zero, symbolic edges have four
+    constants); the plain count for every other model and for a pure-spline KAN."""
+    net = network(model)
+    if not isinstance(net, KAN):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    kan_ids = {id(p) for p in net.layers.parameters()}
+    other = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in kan_ids)
+    return other + sum(layer_parameters(layer) for layer in net.layers)

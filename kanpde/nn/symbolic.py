@@ -8,7 +8,12 @@ A symbolic KAN edge is ``phi(x) = c f(a x + b) + d`` for a primitive ``f`` of
     phi''(x) = c a^2 f''(z)
 
 so a symbolic edge enters the jet forward exactly like any pointwise map
-(:meth:`kanpde.core.jet.Jet.pointwise`). Every primitive carries its PyTorch derivative triple,
+(:meth:`kanpde.core.jet.Jet.pointwise`). Compositions of two library entries, ``"f(g)"``
+(for example ``"sin(x^2)"``: ``phi(x) = c sin((a x + b)^2) + d``), are primitives too
+(:func:`primitive` builds them from the name, with :data:`INNER` the allowed inner
+functions): an edge that stands for a path of two edges through a hidden node, as the
+factor ``sin(pi y^2)`` of a separable solution needs. Every primitive carries its PyTorch
+derivative triple,
 a NumPy value function (for fitting) and its SymPy form (for the composed formula), and a
 domain predicate: a primitive is *singular* on an input range where ``z`` leaves its domain
 (``1/x`` across 0, ``log`` and ``sqrt`` of non-positive arguments).
@@ -92,6 +97,7 @@ class Primitive:
         complexity: simplicity rank; fits prefer simpler primitives at equal quality.
         domain: ``z (..., N) -> (...) bool``: rows of arguments on which ``f`` is finite and
             smooth (``None``: everywhere).
+        parts: ``(outer, inner)`` names of a composition ``"f(g)"`` (``None``: an entry).
     """
 
     name: str
@@ -99,9 +105,12 @@ class Primitive:
     numpy_fn: Callable[[np.ndarray], np.ndarray]
     complexity: int
     domain: Callable[[np.ndarray], np.ndarray] | None = None
+    parts: tuple[str, str] | None = None
 
     def sympy(self, z):
         """``f(z)`` as a SymPy expression of the SymPy expression ``z``."""
+        if self.parts is not None:
+            return _sympy(self.parts[0])(_sympy(self.parts[1])(z))
         return _sympy(self.name)(z)
 
     def valid(self, z: np.ndarray) -> bool:
@@ -146,16 +155,50 @@ PRIMITIVES: dict[str, Primitive] = {p.name: p for p in (
 """The library, simplest first."""
 
 
+INNER = ("x^2", "x^3")
+"""Inner functions ``g`` of the compositions ``"f(g)"``."""
+OUTER = ("sin", "cos", "exp", "tanh", "gaussian")
+"""Outer functions ``f`` of the compositions ``"f(g)"`` (:func:`compositions`)."""
+
+
+def compositions(outer: tuple[str, ...] = OUTER, inner: tuple[str, ...] = INNER) -> list[str]:
+    """The names ``"f(g)"`` of the compositions tried when no single primitive fits."""
+    return [f"{f}({g})" for f in outer for g in inner]
+
+
+def _compose(f: Primitive, g: Primitive) -> Primitive:
+    """``f(g(z))``: value, ``f'(g) g'`` and ``f''(g) g'^2 + f'(g) g''``."""
+    def torch_fn(z: Tensor) -> Triple:
+        gz, dg, d2g = g.torch_fn(z)
+        fz, df, d2f = f.torch_fn(gz)
+        return fz, df * dg, d2f * dg * dg + df * d2g
+
+    def numpy_fn(z: np.ndarray) -> np.ndarray:
+        return f.numpy_fn(g.numpy_fn(z))
+
+    def domain(z: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return g.valid_rows(z) & f.valid_rows(g.numpy_fn(z))
+
+    return Primitive(f"{f.name}({g.name})", torch_fn, numpy_fn, f.complexity + g.complexity,
+                     domain, parts=(f.name, g.name))
+
+
 def primitive(name: str) -> Primitive:
-    """The library entry ``name``.
+    """The library entry ``name``, or the composition ``"f(g)"`` of two entries (``f`` and
+    ``g`` in :data:`PRIMITIVES`, ``g`` in :data:`INNER`).
 
     Raises:
         ValueError: unknown name (the message lists the library).
     """
-    if name not in PRIMITIVES:
-        raise ValueError(f"unknown symbolic function {name!r} (library: "
-                         f"{', '.join(PRIMITIVES)})")
-    return PRIMITIVES[name]
+    if name in PRIMITIVES:
+        return PRIMITIVES[name]
+    outer, _, rest = name.partition("(")
+    inner = rest[:-1] if rest.endswith(")") else None
+    if outer in PRIMITIVES and inner in INNER and outer not in ("0", "x"):
+        return _compose(PRIMITIVES[outer], PRIMITIVES[inner])
+    raise ValueError(f"unknown symbolic function {name!r} (library: "
+                     f"{', '.join(PRIMITIVES)}, and f(g) with g in {', '.join(INNER)})")
 
 
 def edge_triple(name: str, x: Tensor, params: Tensor) -> Triple:

@@ -177,6 +177,16 @@ class ModelConfig(_Section):
         widths: hidden widths only (``[10]`` gives ``[d, 10, m]``).
         mult: KAN multiplication nodes per hidden layer, counted in ``widths`` (the last
             ones of each layer; ``[]``: none). See :mod:`kanpde.nn.kan`.
+        factors: two lists of coordinate names, ``[[...], [...]]``: the first factor of
+            every multiplication node of the first hidden layer sees only the first
+            coordinates, the second factor only the second (the other layer-0 edges into
+            the factors are masked: the node is a product of functions of separate
+            variables, as in separation of variables); ``[]``: every factor sees every
+            coordinate.
+        linear_output: KAN whose last layer's edges are linear, ``c (a h + b) + d``
+            (symbolic ``x`` edges, trainable): the output is a weighted sum of the last
+            hidden nodes; with multiplication nodes, a sum of products as in separation of
+            variables.
         grid_size: KAN grid intervals ``G`` (before any extension).
         spline_order: KAN spline order ``k``.
         grid_range: KAN base grid range ``[a, b]``.
@@ -194,6 +204,8 @@ class ModelConfig(_Section):
     kind: str = _opt("kan", _choice(MODEL_KINDS))
     widths: tuple[int, ...] = _opt((10,), _list(_int(1), 1))
     mult: tuple[int, ...] = _opt((), _list(_int(0)))
+    factors: tuple[tuple[str, ...], ...] = _opt((), _list(_list(_str, 1)))
+    linear_output: bool = _opt(False, _bool)
     grid_size: int = _opt(5, _int(1))
     spline_order: int = _opt(3, _int(1))
     grid_range: tuple[float, float] = _opt((-1.0, 1.0), _range)

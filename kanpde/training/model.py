@@ -10,7 +10,11 @@ fields) KAN or MLP behind the input maps the config asks for, in this order:
    :class:`~kanpde.nn.PeriodicEmbedding` of the named coordinates with period = their
    bounding-box length (in normalised units when normalised);
 
-then multiplies its outputs by the field scales ``U`` when given
+With ``factors`` (KAN with multiplication nodes in the first hidden layer), the first
+layer's edges from the coordinates of one group into the other factor are masked; with
+``linear_output`` the last layer's edges are linear symbolic edges ``c (a h + b) + d``.
+
+It then multiplies its outputs by the field scales ``U`` when given
 (:class:`~kanpde.nn.output_scale.OutputScale`, :mod:`kanpde.training.scaling`), and wraps it
 in the problem's hard constraint, if it has one (:meth:`kanpde.problem.Problem.constrain`).
 """
@@ -84,6 +88,46 @@ def _mult(model_cfg: ModelConfig) -> list[int] | None:
     return mult
 
 
+def _factor_masks(net: KAN, problem, cfg: ModelConfig) -> None:
+    """Mask the layer-0 edges ``model.factors`` excludes (in place; module docstring).
+
+    Raises:
+        ConfigError: ``factors`` without multiplication nodes in the first hidden layer,
+            with an input embedding, not two groups, an unknown or repeated coordinate.
+    """
+    groups = [list(g) for g in cfg.factors]
+    if not groups:
+        return
+    where = "model.factors"
+    if cfg.kind != "kan" or not cfg.mult or cfg.mult[0] == 0:
+        raise ConfigError(f"{where}: needs multiplication nodes in the first hidden layer "
+                          f"(model.mult = [n, ...] with n >= 1), got mult {list(cfg.mult)}")
+    if cfg.embedding != "none":
+        raise ConfigError(f"{where}: the factors see coordinates; embedding "
+                          f"{cfg.embedding!r} replaces them (use embedding = 'none')")
+    if len(groups) != 2:
+        raise ConfigError(f"{where}: two lists of coordinates (one per factor), got "
+                          f"{len(groups)}")
+    seen: set[str] = set()
+    for g in groups:
+        for name in g:
+            if name not in problem.coords:
+                raise ConfigError(f"{where}: unknown coordinate {name!r} (coordinates of "
+                                  f"problem {problem.name!r}: {', '.join(problem.coords)})")
+            if name in seen:
+                raise ConfigError(f"{where}: coordinate {name!r} is in both factors")
+            seen.add(name)
+    first = net.layers[0]
+    n_mult = net.mult[0]
+    start = first.n_out - 2 * n_mult  # subnodes: plain nodes, then two per product
+    for f, g in enumerate(groups):
+        keep = {problem.coords.index(name) for name in g}
+        for k in range(start + f, first.n_out, 2):
+            for i in range(first.n_in):
+                if i not in keep:
+                    first.mask_edge(i, k)
+
+
 def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torch.float64,
                 device: torch.device | str = "cpu", seed: int = 0,
                 grid_size: int | Sequence[int] | None = None,
@@ -113,7 +157,17 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
                              mult=_mult(model_cfg),
                              noise_scale=model_cfg.noise_scale, seed=seed, dtype=dtype,
                              device=device)
+        _factor_masks(net, problem, model_cfg)
+        if model_cfg.linear_output:
+            last = net.layers[-1]
+            for i in range(last.n_in):
+                for j in range(last.n_out):
+                    last.set_symbolic(i, j, "x", (1.0, 0.0, 1.0, 0.0))
     else:
+        for key in ("factors", "linear_output"):
+            if getattr(model_cfg, key):
+                raise ConfigError(f"model.{key}: needs a KAN (model.kind = 'kan'), got kind "
+                                  f"{model_cfg.kind!r}")
         net = MLP(widths, model_cfg.activation, embedding=emb, seed=seed, dtype=dtype,
                   device=device)
     if output_scale is not None and any(float(u) != 1.0 for u in output_scale):

@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parents[3]
 CASES: dict[str, dict[str, Any]] = {
     "poisson2d_sinsin": {"solver": "kan_explain_mult.toml", "prune": 0.05,
                          "exact": "sin(pi*x)*sin(pi*y)"},
-    "poisson2d_paper": {"solver": "kan_explain.toml", "prune": 0.05,
+    "poisson2d_paper": {"solver": "kan_explain_xy.toml", "prune": 0.05,
                         "exact": "sin(pi*x)*sin(pi*y**2)"},
-    "advection1d": {"solver": "kan_explain.toml", "prune": 0.05, "exact": "sin(x - t)"},
-    "heat1d": {"solver": "kan_explain_mult2.toml", "prune": 0.05,
+    "advection1d": {"solver": "kan_explain_xt.toml", "prune": 0.05, "exact": "sin(x - t)"},
+    "heat1d": {"solver": "kan_explain_xt.toml", "prune": 0.05,
                "exact": "exp(-pi**2*t/10)*sin(pi*x) + exp(-2*pi**2*t/5)*sin(2*pi*x)"},
     "burgers1d": {"solver": "kan_explain.toml", "prune": 0.05, "exact": None},
 }
@@ -94,6 +94,9 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
     record_file = where / "case.json"
     if record_file.exists():
         rec = json.loads(record_file.read_text())
+        if rec.get("solver") != case["solver"]:
+            raise RuntimeError(f"{where}: a case of solver {rec.get('solver')!r}, this bench "
+                               f"runs {case['solver']!r}; use another --work directory")
         if "claimed" not in rec:  # a record written before explain stated its claim
             from kanpde.interpret.explain import CLAIM_FACTOR
 
