@@ -11,7 +11,9 @@ Steps (each reported in ``OUT/explain.json``, ``OUT`` defaulting to the run dire
    before and after (figures ``pruned_*.png``);
 4. with ``symbolic``: a structure search. For each hypothesis on the first layer (its
    edges fixed to their best fits with ``R^2 >= r2``; to their best fits whatever the
-   ``R^2``; all to ``x``; all to each primitive that is some edge's best fit) a copy of the
+   ``R^2``; all to ``x``; all to each primitive that is some edge's best fit; for products
+   with separated factors, the factors of one coordinate as a primitive basis of their span,
+   :mod:`kanpde.interpret.separation`) a copy of the
    model is carried layer by layer: fix the layer, retrain every remaining parameter
    (spline edges and symbolic constants) with L-BFGS in float64 on the problem's PDE loss
    (without the sparsity penalty, which would bias the constants), fit the next layer
@@ -224,10 +226,13 @@ def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
 
     Layer 0 is fixed edge by edge to its best fit with ``R^2 >= options.r2`` when ``first``
     is ``None``, to its best fit whatever its ``R^2`` when ``first`` is ``"best"``, else
-    every spline edge of it to the primitive ``first`` whatever its ``R^2``; later layers
-    always by the ``R^2`` rule. After each layer all remaining parameters (spline edges and
-    symbolic constants) are refitted by L-BFGS on the problem's loss (``options.refit_steps``
-    iterations).
+    every spline edge of it to the primitive ``first`` whatever its ``R^2``, and with
+    ``first = "basis i"`` the factors of input ``i`` to a primitive basis of their span
+    (refitting the rest before fitting the other layer-0 edges by the ``R^2`` rule); later
+    layers always by the ``R^2`` rule. Compositions ``f(g)`` are tried for badly fitted
+    edges except under "all ``f``". After each layer all remaining parameters (spline edges
+    and symbolic constants) are refitted by L-BFGS on the problem's loss
+    (``options.refit_steps`` iterations).
 
     Returns:
         The edge records of :func:`auto_symbolic` and the loss after the last L-BFGS.
@@ -235,6 +240,8 @@ def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
     net = network(model)
     records: list[dict[str, Any]] = []
     history = [math.nan]
+    # compositions (slow to fit) only where edges are fitted one by one: not under "all f"
+    compose = options.r2 if first in (None, "best") or first.startswith(BASIS) else None
     for l_ in range(len(net.layers)):
         if l_ == 0 and first is not None and first.startswith(BASIS):
             found = set_span_basis(net, x, int(first[len(BASIS):]), options.library,
@@ -243,14 +250,14 @@ def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
             if len(records) == len(found) > 0:  # the other side absorbs the mixing
                 lbfgs(model, loss, options.refit_steps)
             records += auto_symbolic(net, x, options.r2, options.library, layers=[0],
-                                     compose_below=options.r2)
+                                     compose_below=compose)
         elif l_ == 0 and first is not None:
             lib = options.library if first == "best" else [first]
             records += auto_symbolic(net, x, -math.inf, lib, layers=[0],
-                                     compose_below=options.r2 if first == "best" else None)
+                                     compose_below=compose)
         else:
             records += auto_symbolic(net, x, options.r2, options.library, layers=[l_],
-                                     compose_below=options.r2)
+                                     compose_below=compose)
         history = lbfgs(model, loss, options.refit_steps)
     return records, history[-1]
 

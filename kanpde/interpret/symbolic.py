@@ -29,7 +29,7 @@ from kanpde.nn.kan import KAN
 from kanpde.nn.symbolic import INNER, OUTER, PRIMITIVES, Primitive, compositions, primitive
 
 EVEN = ("x^2", "x^4", "abs", "gaussian")
-COMPOSED_GRID = 101
+COMPOSED_GRID = 61
 """Grid points per range of ``(a, b)`` for the compositions ``f(g(a x + b))``."""
 ODD = ("x", "x^3", "tanh")
 
