@@ -220,8 +220,8 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
     return report
 
 
-def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
-                ) -> tuple[list[dict[str, Any]], float]:
+def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions,
+                cache: dict | None = None) -> tuple[list[dict[str, Any]], float]:
     """Fix the layers one after the other, retraining the rest after each (in place).
 
     Layer 0 is fixed edge by edge to its best fit with ``R^2 >= options.r2`` when ``first``
@@ -233,6 +233,8 @@ def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
     edges except under "all ``f``". After each layer all remaining parameters (spline edges
     and symbolic constants) are refitted by L-BFGS on the problem's loss
     (``options.refit_steps`` iterations).
+
+    ``cache`` holds the edge fits of the search (an edge function met again is not refitted).
 
     Returns:
         The edge records of :func:`auto_symbolic` and the loss after the last L-BFGS.
@@ -250,19 +252,20 @@ def _fix_layers(model, x, loss, first: str | None, options: ExplainOptions
             if len(records) == len(found) > 0:  # the other side absorbs the mixing
                 lbfgs(model, loss, options.refit_steps)
             records += auto_symbolic(net, x, options.r2, options.library, layers=[0],
-                                     compose_below=compose)
+                                     compose_below=compose, cache=cache)
         elif l_ == 0 and first is not None:
             lib = options.library if first == "best" else [first]
             records += auto_symbolic(net, x, -math.inf, lib, layers=[0],
-                                     compose_below=compose)
+                                     compose_below=compose, cache=cache)
         else:
             records += auto_symbolic(net, x, options.r2, options.library, layers=[l_],
-                                     compose_below=compose)
+                                     compose_below=compose, cache=cache)
         history = lbfgs(model, loss, options.refit_steps)
     return records, history[-1]
 
 
-def _layer0_hypotheses(model, x, options: ExplainOptions) -> list[str | None]:
+def _layer0_hypotheses(model, x, options: ExplainOptions,
+                       cache: dict | None = None) -> list[str | None]:
     """The layer-0 hypotheses of :func:`_fix_layers`: ``None`` (best fits with
     ``R^2 >= r2``), ``"best"`` (every best fit) and, for ``"x"`` and every primitive that is
     the best fit of some layer-0 edge, "all of layer 0 is that primitive". Duplicates are
@@ -273,7 +276,8 @@ def _layer0_hypotheses(model, x, options: ExplainOptions) -> list[str | None]:
     before the remaining layer-0 edges are fitted."""
     net = copy.deepcopy(network(model))
     chosen = [r["chosen"] for r in auto_symbolic(net, x, math.inf, options.library,
-                                                 layers=[0]) if r["kind"] == "spline"]
+                                                 layers=[0], cache=cache)
+              if r["kind"] == "spline"]
     names = {c["name"] for c in chosen if c}
     out: list[str | None] = [None]
     if not all(c and c["r2"] >= options.r2 for c in chosen):
@@ -304,9 +308,10 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
     start = float(loss(model).detach())
     v_start = validation(model)
     trials = []
-    for first in _layer0_hypotheses(model, x, options):
+    cache: dict = {}
+    for first in _layer0_hypotheses(model, x, options, cache):
         trial = copy.deepcopy(model)
-        records, lbfgs_loss = _fix_layers(trial, x, loss, first, options)
+        records, lbfgs_loss = _fix_layers(trial, x, loss, first, options, cache)
         label = {None: "per-edge best fits", "best": "every best fit"}.get(first) or (
             f"primitive basis of input {first[len(BASIS):]}'s factors"
             if first.startswith(BASIS) else f"all {first}")

@@ -71,12 +71,12 @@ def _grid_r2(prim: Primitive, x: np.ndarray, y_c: np.ndarray, ss_tot: float,
         fz = prim.numpy_fn(z)
     ok = np.all(np.isfinite(fz), axis=-1) & prim.valid_rows(z)
     fz = np.where(ok[..., None], fz, 0.0)
-    fz_c = fz - fz.mean(-1, keepdims=True)
-    var = np.sum(fz_c**2, -1)
-    cov = fz_c @ y_c
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # overflowing rows give inf/nan scores: not chosen
+        fz_c = fz - fz.mean(-1, keepdims=True)
+        var = np.sum(fz_c**2, -1)
+        cov = fz_c @ y_c
         r2 = cov**2 / (var * ss_tot)
-    good = ok & (var > 1e-12 * np.sum(fz**2, -1) + 1e-300)  # constant f(z): no fit
+        good = ok & (var > 1e-12 * np.sum(fz**2, -1) + 1e-300)  # constant f(z): no fit
     return np.where(good & np.isfinite(r2), r2, -np.inf)
 
 
@@ -221,11 +221,24 @@ def choose(fits: Sequence[EdgeFit], factor: float = 10.0, floor: float = 1e-10) 
                                    order.get(f.name, len(order))))
 
 
+def _cached(cache: dict | None, x: Tensor, y: Tensor, library: Sequence[str] | None,
+            n_grid: int = 41) -> list[EdgeFit]:
+    """:func:`fit_edge`, looked up in ``cache`` first (key: library and the samples)."""
+    if cache is None:
+        return fit_edge(x, y, library, n_grid=n_grid)
+    key = (None if library is None else tuple(library), n_grid,
+           x.detach().cpu().numpy().tobytes(), y.detach().cpu().numpy().tobytes())
+    if key not in cache:
+        cache[key] = fit_edge(x, y, library, n_grid=n_grid)
+    return cache[key]
+
+
 @torch.no_grad()
 def auto_symbolic(net: KAN, x: Tensor, r2_threshold: float = 0.999,
                   library: Sequence[str] | None = None, top: int = 3,
                   layers: Sequence[int] | None = None,
-                  compose_below: float | None = None) -> list[dict]:
+                  compose_below: float | None = None,
+                  cache: dict | None = None) -> list[dict]:
     """Fit every spline edge and fix it to its chosen primitive when ``R^2 >= r2_threshold``.
 
     With ``compose_below``, an edge whose best single primitive has ``R^2`` below it is
@@ -243,6 +256,8 @@ def auto_symbolic(net: KAN, x: Tensor, r2_threshold: float = 0.999,
         top: candidates reported per edge.
         layers: indices of the layers to fit (default: all).
         compose_below: ``R^2`` below which compositions are tried (``None``: never).
+        cache: fits already made, by library and edge samples (filled as fits are made):
+            the same edge function is not fitted twice.
 
     Returns:
         One record per edge: ``layer, i, j, kind`` (primitive name or ``"spline"``),
@@ -258,14 +273,14 @@ def auto_symbolic(net: KAN, x: Tensor, r2_threshold: float = 0.999,
             for j in range(layer.n_out):
                 if layer.edge_kind(i, j) != "spline":
                     continue
-                fits = fit_edge(h[:, i], phi[:, i, j], library)
+                xi, yi = h[:, i], phi[:, i, j]
+                fits = _cached(cache, xi, yi, library)
                 if compose_below is not None and (not fits or fits[0].r2 < compose_below):
                     lib = set(library if library is not None else PRIMITIVES)
                     pairs = compositions(tuple(f for f in OUTER if f in lib),
                                          tuple(g for g in INNER if g in lib))
                     if pairs:  # f(g(a x + b)) varies faster in a: a finer grid
-                        fits = sorted([*fits, *fit_edge(h[:, i], phi[:, i, j], pairs,
-                                                        n_grid=COMPOSED_GRID)],
+                        fits = sorted([*fits, *_cached(cache, xi, yi, pairs, COMPOSED_GRID)],
                                       key=lambda f: -f.r2)
                 chosen = choose(fits) if fits else None
                 fixed = chosen is not None and chosen.r2 >= r2_threshold
