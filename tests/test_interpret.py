@@ -87,7 +87,7 @@ def test_composed_primitives_are_built_from_their_names():
     assert np.array_equal(p.numpy_fn(x), np.sin(x**2))
     z = sp.Symbol("z")
     assert sp.simplify(p.sympy(z) - sp.sin(z**2)) == 0
-    for bad in ("sin(x^5)", "x(x^2)", "sin(sin)", "sin(x^2"):
+    for bad in ("sin(x^5)", "x(x^2)", "sin(sin)", "sin(x^2", "x^2(x^3)", "log(x^2)"):
         with pytest.raises(ValueError, match="unknown symbolic function"):
             primitive(bad)
 
@@ -493,7 +493,10 @@ def test_explain_cli_bad_input(tmp_path, capsys):
     assert "needs a finished run" in capsys.readouterr().err
     assert main(["explain", str(mlp), "--prune", "1.5"]) == 2
     assert main(["explain", str(mlp), "--library", "sinh"]) == 2
-    assert "unknown symbolic function" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--library: unknown symbolic function 'sinh'" in err
+    assert main(["explain", str(mlp), "--r2", "2"]) == 2
+    assert "--r2: must be in (0, 1], got 2.0" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------- multiplication nodes --------
@@ -684,6 +687,8 @@ def test_factors_mask_the_cross_edges_and_linear_output_is_symbolic_x():
     ({"factors": [["x"], ["t"]], "mult": []}, "needs multiplication nodes"),
     ({"factors": [["x"], ["s"]]}, "unknown coordinate 's'"),
     ({"factors": [["x"], ["x", "t"]]}, "'x' is in both factors"),
+    ({"factors": [["x", "x"], ["t"]]}, "'x' is named twice in one factor"),
+    ({"factors": [["x"], ["t"]], "widths": [3], "mult": [2], "grid_size": 3}, None),
     ({"factors": [["x"]]}, "two lists of coordinates"),
     ({"factors": [["x"], ["t"]], "embedding": "fourier"}, "use embedding = 'none'"),
     ({"kind": "mlp", "linear_output": True, "mult": []}, "model.linear_output: needs a KAN"),
@@ -693,9 +698,33 @@ def test_factors_bad_input_is_one_line(model, message):
 
     problem = load_problem(ROOT / "problems" / "heat1d.py")
     cfg = _model_cfg(**model)
+    if message is None:  # a plain node besides the products: fine
+        build_model(problem, cfg.model)
+        return
     with pytest.raises(ConfigError, match=message) as err:
         build_model(problem, cfg.model)
     assert "\n" not in str(err.value) and str(err.value).startswith("model.")
+
+
+def test_a_coordinate_in_no_factor_is_refused_when_every_node_is_a_product(tmp_path, capsys):
+    from kanpde.cli.main import main
+    from kanpde.training.model import build_model
+
+    problem = load_problem(ROOT / "problems" / "poisson_nd.py")
+    c = problem.coords
+    cfg = _model_cfg(factors=[[c[0]], [c[1]]])
+    with pytest.raises(ConfigError, match="in neither factor would reach no node"):
+        build_model(problem, cfg.model)
+    build_model(problem, _model_cfg(factors=[[c[0]], list(c[1:])]).model)
+    solver = tmp_path / "s.toml"  # through the command line: one line naming the file
+    solver.write_text(f'[model]\nkind = "kan"\nwidths = [2]\nmult = [2]\n'
+                      f'factors = [["{c[0]}"], ["{c[1]}"]]\n')
+    code = main(["solve", str(ROOT / "problems" / "poisson_nd.py"), "--solver", str(solver),
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert str(solver) in err and "in neither factor" in err
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_span_fits_unmix_a_basis_into_primitives():

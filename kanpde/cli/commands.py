@@ -413,11 +413,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got "
                              f"{getattr(args, name)}")
+    if not 0.0 < args.r2 <= 1.0:
+        raise ValueError(f"--r2: must be in (0, 1], got {args.r2}")
     if args.library:
         from kanpde.nn.symbolic import primitive
 
         for name in args.library:
-            primitive(name)
+            try:
+                primitive(name)
+            except ValueError as err:
+                raise ValueError(f"--library: {err}") from None
     options = ExplainOptions(prune=args.prune, symbolic=args.symbolic,
                              fine_tune_steps=args.fine_tune_steps,
                              refit_steps=args.refit_steps, r2=args.r2, method=args.method,

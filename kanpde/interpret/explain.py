@@ -407,7 +407,7 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
     claim = None
     if splines:  # a partial formula is no closed form
         claim = (f"no closed form claimed: {len(splines)} edge(s) stay splines; the partial "
-                 f"formula above (splines as phi_l_i_j) has relative L2 error {err:.3e}")
+                 f"formula (splines as phi_l_i_j) has relative L2 error {err:.3e}")
     elif not v_formula <= CLAIM_FACTOR * v_start:
         claim = (f"no closed form claimed: the formula's validation loss {v_formula:.3e} is "
                  f"above {CLAIM_FACTOR:g}x the trained network's ({v_start:.3e}); its "

@@ -1,7 +1,8 @@
 """A separated basis read as primitives: the factors of a sum of products, unmixed.
 
 A KAN whose first hidden layer holds ``K`` multiplication nodes with separated factors
-(``[model] factors``: each factor sees one coordinate) and whose output edges are linear
+(``[model] factors`` naming one coordinate per factor; factors that see several coordinates
+are left to the other hypotheses) and whose output edges are linear
 represents ``u(x, t) = sum_k c_k X_k(x) T_k(t) + d``, a separation of variables. That form
 is unique only up to an invertible mixing ``X -> X M``, ``T -> T M^-T``: training returns
 some basis of the span of ``{X_k}``, and in general its functions are mixtures
@@ -9,12 +10,14 @@ some basis of the span of ``{X_k}``, and in general its functions are mixtures
 primitives (``sin(pi x)`` and ``sin(2 pi x)``).
 
 :func:`span_fits` finds ``K`` independent primitives in the span: greedily, the primitive
-``f(a x + b)`` (grid search over ``(a, b)`` with zooms, as
+``f(a x + b)`` (grid search over ``(a, b)`` with zooms on the layer's normalised input, as
 :mod:`kanpde.interpret.symbolic` does) whose part outside the primitives already chosen is
 best explained by the span (``R^2`` of that part), among candidates with such a part of at
 least ``MIN_NEW`` of their variance. :func:`set_span_basis` makes the factor edges those
-primitives; the other factors, refitted on the PDE loss, then absorb the mixing (with the
-factors of one side fixed the loss is quadratic in the other side's spline coefficients).
+primitives; the other factors, refitted on the PDE loss, then absorb the mixing (for a
+linear PDE, with one side's factors and the output weights held, the loss is quadratic in
+the other side's spline coefficients; otherwise the refit is a local search like any
+other).
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def span_fits(x: np.ndarray | Tensor, basis: np.ndarray | Tensor,
               library: Sequence[str] | None = None, *, a_range=(-10.0, 10.0),
               b_range=(-10.0, 10.0), n_grid: int = SPAN_GRID, zooms: int = 4,
               max_samples: int = 400) -> list[EdgeFit]:
-    """``K`` independent primitives ``f(a x + b) + d`` in the span of ``basis``.
+    """``K`` independent primitives ``c f(a x + b) + d`` in the span of ``basis``.
 
     Args:
         x: ``(N,)`` the coordinate.
@@ -98,7 +101,8 @@ def span_fits(x: np.ndarray | Tensor, basis: np.ndarray | Tensor,
     Returns:
         Up to ``K`` fits, in the order chosen; ``params = (a, b, c, d)`` with ``d`` making
         ``c f(a x + b) + d`` lie in the span of the columns of ``basis`` (no constant
-        column) and ``c > 0`` giving it the largest standard deviation of the columns;
+        column) and ``|c|`` scaled so that ``c f`` has the standard deviation of the
+        widest column (the sign as :func:`~kanpde.interpret.symbolic.canonical` leaves it);
         ``r2`` the fraction of the new part explained.
     """
     x = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, np.float64).ravel()

@@ -185,8 +185,8 @@ def _compose(f: Primitive, g: Primitive) -> Primitive:
 
 
 def primitive(name: str) -> Primitive:
-    """The library entry ``name``, or the composition ``"f(g)"`` of two entries (``f`` and
-    ``g`` in :data:`PRIMITIVES`, ``g`` in :data:`INNER`).
+    """The library entry ``name``, or the composition ``"f(g)"`` (``f`` in :data:`OUTER`,
+    ``g`` in :data:`INNER`).
 
     Raises:
         ValueError: unknown name (the message lists the library).
@@ -195,10 +195,11 @@ def primitive(name: str) -> Primitive:
         return PRIMITIVES[name]
     outer, _, rest = name.partition("(")
     inner = rest[:-1] if rest.endswith(")") else None
-    if outer in PRIMITIVES and inner in INNER and outer not in ("0", "x"):
+    if outer in OUTER and inner in INNER:
         return _compose(PRIMITIVES[outer], PRIMITIVES[inner])
     raise ValueError(f"unknown symbolic function {name!r} (library: "
-                     f"{', '.join(PRIMITIVES)}, and f(g) with g in {', '.join(INNER)})")
+                     f"{', '.join(PRIMITIVES)}, and f(g) with f in {', '.join(OUTER)} and g "
+                     f"in {', '.join(INNER)})")
 
 
 def edge_triple(name: str, x: Tensor, params: Tensor) -> Triple:

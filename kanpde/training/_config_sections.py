@@ -177,16 +177,19 @@ class ModelConfig(_Section):
         widths: hidden widths only (``[10]`` gives ``[d, 10, m]``).
         mult: KAN multiplication nodes per hidden layer, counted in ``widths`` (the last
             ones of each layer; ``[]``: none). See :mod:`kanpde.nn.kan`.
-        factors: two lists of coordinate names, ``[[...], [...]]``: the first factor of
-            every multiplication node of the first hidden layer sees only the first
-            coordinates, the second factor only the second (the other layer-0 edges into
-            the factors are masked: the node is a product of functions of separate
-            variables, as in separation of variables); ``[]``: every factor sees every
-            coordinate.
-        linear_output: KAN whose last layer's edges are linear, ``c (a h + b) + d``
-            (symbolic ``x`` edges, trainable): the output is a weighted sum of the last
-            hidden nodes; with multiplication nodes, a sum of products as in separation of
-            variables.
+        factors: two disjoint lists of coordinate names, ``[[...], [...]]``: the first
+            factor of every multiplication node of the first hidden layer sees only the
+            first coordinates, the second factor only the second (the other layer-0 edges
+            into the factors are masked and not counted as parameters: the node is a
+            product of functions of separate variables, as in separation of variables).
+            Needs ``mult`` in the first hidden layer and ``embedding = "none"``; plain
+            first-layer nodes still see every coordinate, and when every first-layer node
+            is a product each coordinate must be named once. ``[]``: every factor sees
+            every coordinate.
+        linear_output: KAN only: the last layer's edges are linear, ``c (a h + b) + d``
+            (symbolic ``x`` edges, four trainable numbers each): the output is a weighted
+            sum of the last hidden nodes; with multiplication nodes, a sum of products as
+            in separation of variables.
         grid_size: KAN grid intervals ``G`` (before any extension).
         spline_order: KAN spline order ``k``.
         grid_range: KAN base grid range ``[a, b]``.

@@ -114,9 +114,18 @@ def _factor_masks(net: KAN, problem, cfg: ModelConfig) -> None:
             if name not in problem.coords:
                 raise ConfigError(f"{where}: unknown coordinate {name!r} (coordinates of "
                                   f"problem {problem.name!r}: {', '.join(problem.coords)})")
+            if g.count(name) > 1:
+                raise ConfigError(f"{where}: coordinate {name!r} is named twice in one "
+                                  "factor")
             if name in seen:
                 raise ConfigError(f"{where}: coordinate {name!r} is in both factors")
             seen.add(name)
+    left = [c for c in problem.coords if c not in seen]
+    if left and cfg.mult[0] == cfg.widths[0]:
+        raise ConfigError(f"{where}: coordinate{'s' if len(left) > 1 else ''} "
+                          f"{', '.join(map(repr, left))} in neither factor would reach no node "
+                          "(every first-layer node is a product); name each coordinate once "
+                          "or add plain nodes (model.mult below model.widths)")
     first = net.layers[0]
     n_mult = net.mult[0]
     start = first.n_out - 2 * n_mult  # subnodes: plain nodes, then two per product

@@ -95,8 +95,10 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
     if record_file.exists():
         rec = json.loads(record_file.read_text())
         if rec.get("solver") != case["solver"]:
-            raise RuntimeError(f"{where}: a case of solver {rec.get('solver')!r}, this bench "
-                               f"runs {case['solver']!r}; use another --work directory")
+            made = (f"a case of solver {rec['solver']!r}" if rec.get("solver")
+                    else "a case that does not name its solver file")
+            raise RuntimeError(f"{where}: {made}, this bench runs {case['solver']!r}; use "
+                               "another --work directory")
         if "claimed" not in rec:  # a record written before explain stated its claim
             from kanpde.interpret.explain import CLAIM_FACTOR
 
@@ -109,6 +111,15 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
     path = problems_dir / f"{problem_name}.py"
     run_dir, out = where / "run", where / "explain"
     t0 = time.perf_counter()
+    if (run_dir / "summary.json").exists():  # an earlier, unfinished case: same recipe?
+        from kanpde.training.config import load_config
+
+        made = json.loads((run_dir / "summary.json").read_text())
+        wanted = load_config(ROOT / "solvers" / case["solver"]).name
+        if (made.get("solver"), made.get("seed")) != (wanted, seed):
+            raise RuntimeError(f"{run_dir}: a run of solver {made.get('solver')!r} seed "
+                               f"{made.get('seed')}, this bench runs {wanted!r} seed {seed}; "
+                               "use another --work directory")
     if not (run_dir / "result.h5").exists():
         code = cli(["solve", str(path), "--solver", str(ROOT / "solvers" / case["solver"]),
                     "--seed", str(seed), "--out", str(run_dir), "--threads", "1",
