@@ -8,7 +8,9 @@ Steps (each reported in ``OUT/explain.json``, ``OUT`` defaulting to the run dire
 3. with ``prune``: mask edges and remove hidden nodes whose normalised score is below the
    threshold, fine-tune with L-BFGS on the problem's loss without the sparsity penalty
    (which made the unused edges small, and would now bias the rest), report parameters and errors
-   before and after (figures ``pruned_*.png``);
+   before and after (figures ``pruned_*.png``); when the fine-tuned loss is above
+   ``PRUNE_FACTOR`` times the unpruned network's, the pruning is reverted (said in the log
+   and ``explain.json``);
 4. with ``symbolic``: a structure search. For each hypothesis on the first layer (its
    edges fixed to their best fits with ``R^2 >= r2``; to their best fits whatever the
    ``R^2``; all to ``x``; all to each primitive that is some edge's best fit; for products
@@ -64,6 +66,9 @@ from kanpde.training.config import RegularizationConfig
 
 FINISHED = ("ok", "max_time")
 MAX_SAMPLES = 4096
+PRUNE_FACTOR = 10.0
+"""Pruning is reverted when the fine-tuned loss is above this factor of the unpruned one
+(a factor of a product can score low whatever it carries: ``X Y = (s X)(Y / s)``)."""
 POLISH_FACTOR = 10.0
 """Hypotheses whose L-BFGS loss is within this factor of the lowest are polished."""
 BASIS = "basis "
@@ -188,21 +193,29 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
                        engine=options.engine)
     report["redundant_nodes"] = _report_redundant(net, x, log)
     if options.prune is not None:
+        unpruned, loss_unpruned = model, float(loss(model).detach())
         model, rep = prune(model, x, options.prune, options.method)
         before = l2_error(model, problem)
         history = lbfgs(model, loss, options.fine_tune_steps)
         after = l2_error(model, problem)
+        log(f"pruned (threshold {options.prune:g}): widths {rep.widths_before} -> "
+            f"{rep.widths_after}, {len(rep.edges_masked)} edges masked, parameters "
+            f"{rep.params_before} -> {rep.params_after}; l2_rel {l2:.3e} -> {before:.3e} "
+            f"(pruned) -> {after:.3e} (after {len(history) - 1} L-BFGS evaluations)")
+        reverted = not history[-1] <= PRUNE_FACTOR * max(loss_unpruned, 1e-300)
+        if reverted:  # pruning removed something the solution needs: keep the network
+            log(f"pruning reverted: the fine-tuned loss {history[-1]:.3e} is above "
+                f"{PRUNE_FACTOR:g}x the unpruned network's ({loss_unpruned:.3e}); "
+                "explain goes on with the unpruned network")
+            model = unpruned
         net = network(model)
         imp = importance(net, x, options.method)
         figures += save_figures(net, x, imp, out, "pruned", coords, fields)
         report["prune"] = {**rep.to_dict(), "l2_rel_before": l2, "l2_rel_pruned": before,
                            "l2_rel_fine_tuned": after, "fine_tune_steps": len(history) - 1,
-                           "loss_fine_tuned": history[-1], "edges": _edge_table(net, imp),
+                           "loss_unpruned": loss_unpruned, "loss_fine_tuned": history[-1],
+                           "reverted": reverted, "edges": _edge_table(net, imp),
                            "redundant_nodes": _report_redundant(net, x, log)}
-        log(f"pruned (threshold {options.prune:g}): widths {rep.widths_before} -> "
-            f"{rep.widths_after}, {len(rep.edges_masked)} edges masked, parameters "
-            f"{rep.params_before} -> {rep.params_after}; l2_rel {l2:.3e} -> {before:.3e} "
-            f"(pruned) -> {after:.3e} (after {len(history) - 1} L-BFGS evaluations)")
     if options.symbolic:
         from kanpde.tune.validation import validation_loss, validation_points
 
