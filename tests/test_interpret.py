@@ -452,6 +452,32 @@ def test_explain_cli_end_to_end(tmp_path, capsys):
     assert "formula l2_rel" in capsys.readouterr().out
 
 
+def test_pruning_that_breaks_a_product_is_reverted(tmp_path, capsys):
+    """A factor edge of a product can score low whatever it carries (X Y = (s X)(Y / s)):
+    pruning it zeroes the product, the fine-tuned loss grows, and explain keeps the
+    unpruned network."""
+    from kanpde.cli.main import main
+
+    solver = tmp_path / "prod.toml"
+    solver.write_text('dtype = "float64"\n[model]\nkind = "kan"\nwidths = [1]\nmult = [1]\n'
+                      'factors = [["x"], ["y"]]\nlinear_output = true\n'
+                      '[sampling]\ninterior = 200\nboundary = 40\n'
+                      '[[stages]]\noptimizer = "lm"\nsteps = 15\n')
+    run = tmp_path / "run"
+    assert main(["solve", str(SINSIN), "--solver", str(solver), "--out", str(run),
+                 "--quiet"]) == 0
+    for threshold, reverted in (("0.999", True), ("0.0", False)):
+        out = tmp_path / f"explained{threshold}"
+        assert main(["explain", str(run), "--prune", threshold, "--fine-tune-steps", "5",
+                     "--out", str(out)]) == 0
+        rep = json.loads((out / "explain.json").read_text())["prune"]
+        assert rep["reverted"] is reverted, rep
+        assert (rep["loss_fine_tuned"] > 10 * rep["loss_unpruned"]) is reverted
+        kinds = [e["kind"] for e in rep["edges"]]
+        assert kinds.count("pruned") == 2  # only the two masked by factors: kept whole
+        assert ("pruning reverted" in capsys.readouterr().out) is reverted
+
+
 @pytest.mark.slow
 def test_trained_kan_is_read_back_as_sin_sin(tmp_path):
     """End to end: train the shipped product-node explain solver (seed 0), then
