@@ -262,7 +262,8 @@ class StageConfig(_Section):
     """``[[stages]]``: one optimiser stage.
 
     Attributes:
-        optimizer: ``"adam"`` or ``"lbfgs"``.
+        optimizer: ``"adam"``, ``"lbfgs"``, ``"lm"`` (Levenberg-Marquardt) or
+            ``"gauss_newton"`` (:mod:`kanpde.training.second_order`).
         steps: iterations (L-BFGS: iterations, each with its strong-Wolfe line search).
         lr: learning rate (default 1e-3 for Adam, 1.0 for L-BFGS).
         schedule: ``"constant"``, ``"exponential"`` (``lr gamma^step``) or ``"cosine"``
