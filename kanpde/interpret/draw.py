@@ -106,17 +106,20 @@ def layer_figure(net: KAN, x: Tensor, imp: Importance, layer_index: int) -> Figu
     layer = net.layers[layer_index]
     hgrid, phi = edge_curves(net, x)[layer_index]
     score = imp.edges_normalized[layer_index].detach().cpu().numpy()
-    fig = Figure(figsize=(2.2 * layer.n_out + 0.6, 1.8 * layer.n_in + 0.6),
-                 layout="constrained")
+    fig = Figure(figsize=(max(2.2 * layer.n_out + 0.6, 4.2), 1.8 * layer.n_in + 0.6),
+                 layout="constrained")  # wide enough for the title with one column
     axes = fig.subplots(layer.n_in, layer.n_out, squeeze=False)
     for i in range(layer.n_in):
         for j in range(layer.n_out):
             ax = axes[i, j]
             kind = layer.edge_kind(i, j)
             ax.plot(hgrid[:, i], phi[:, i, j], color=_color(kind))
-            ax.set_title(f"({i},{j}) {kind} s={score[i, j]:.2f}", fontsize=7)
+            label = {"x": "linear", "pruned": "masked"}.get(kind, kind)  # not coordinate x
+            ax.set_title(f"({i},{j}) {label} s={score[i, j]:.2f}", fontsize=7)
             ax.tick_params(labelsize=6)
-    fig.suptitle(f"layer {layer_index}: phi_ij over the observed range of input i", fontsize=9)
+    fig.suptitle(f"layer {layer_index}: phi_ij over the observed range of input i "
+                 "(normalised units)" if layer_index == 0 else
+                 f"layer {layer_index}: phi_ij over the observed range of input i", fontsize=9)
     return fig
 
 

@@ -363,6 +363,8 @@ def _symbolic(model, problem, loss, x, x_eval, options: ExplainOptions, out: Pat
     assert best is not None
     _, trial, records, lbfgs_loss, final, refit_l2, label, v_best = best
     model.load_state_dict(trial.state_dict())
+    log("  edges c f(a h + b) + d (h: each layer's inputs; layer 0's are the coordinates "
+        "as the network sees them, normalised when the run normalises inputs):")
     for r in records:
         chosen = r["chosen"]
         fit = "no valid fit" if chosen is None else (
