@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kanpde.interpret.symbolic import EdgeFit, canonical
+from kanpde.interpret.symbolic import EdgeFit, canonical, thin_samples, zoom_search
 from kanpde.nn.kan import KAN
 from kanpde.nn.symbolic import PRIMITIVES, primitive
 
@@ -108,10 +108,7 @@ def span_fits(x: np.ndarray | Tensor, basis: np.ndarray | Tensor,
     x = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, np.float64).ravel()
     basis = np.asarray(basis.detach().cpu() if isinstance(basis, Tensor) else basis,
                        np.float64).reshape(x.size, -1)
-    order = np.argsort(x)
-    if x.size > max_samples:
-        order = order[np.linspace(0, x.size - 1, max_samples).round().astype(int)]
-    x, basis = x[order], basis[order]
+    x, basis = thin_samples(x, basis, max_samples=max_samples)
     ones = np.ones((x.size, 1))
     q_span = _orthonormal(np.hstack([basis, ones]))
     names = [n for n in (library if library is not None else PRIMITIVES) if n != "0"]
@@ -122,21 +119,11 @@ def span_fits(x: np.ndarray | Tensor, basis: np.ndarray | Tensor,
         best: tuple[float, str, float, float] | None = None
         for name in names:
             prim = primitive(name)
-            a, b = np.linspace(*a_range, n_grid), np.linspace(*b_range, n_grid)
-            if name == "x":  # no (a, b) to search: the line itself
-                a, b = np.array([1.0]), np.array([0.0])
-            top = None
-            for _ in range(zooms + 1):
-                r2 = _score(prim, x, a, b, q_span, q_chosen)
-                if not np.isfinite(r2).any():
-                    break
-                ia, ib = np.unravel_index(int(np.argmax(r2)), r2.shape)
-                top = (float(r2[ia, ib]), float(a[ia]), float(b[ib]))
-                if a.size == 1:
-                    break
-                da, db = a[1] - a[0], b[1] - b[0]
-                a = np.linspace(top[1] - da, top[1] + da, n_grid)
-                b = np.linspace(top[2] - db, top[2] + db, n_grid)
+            line = name == "x"  # no (a, b) to search: the line itself
+            top = zoom_search(
+                lambda a, b, prim=prim, q=q_chosen: _score(prim, x, a, b, q_span, q),
+                (1.0, 1.0) if line else a_range, (0.0, 0.0) if line else b_range,
+                1 if line else n_grid, zooms)
             if top is not None and (best is None or top[0] > best[0] + 1e-12 or (
                     abs(top[0] - best[0]) <= 1e-12
                     and prim.complexity < primitive(best[1]).complexity)):

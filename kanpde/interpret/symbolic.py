@@ -18,7 +18,7 @@ primitive among those whose ``1 - R^2`` is within a factor of the best one's.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +112,43 @@ def canonical(name: str, params: Sequence[float]) -> tuple[float, float, float, 
     return a, b, c, d
 
 
+def zoom_search(score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                a_range: tuple[float, float], b_range: tuple[float, float], n_grid: int,
+                zooms: int) -> tuple[float, float, float] | None:
+    """Grid search of ``score(a, b) -> (A, B)`` (``-inf``: invalid) over ``n_grid`` points per
+    range, then ``zooms`` times on a grid of one old step around the best pair; a range of
+    one point (``(v, v)`` with ``n_grid = 1``) is searched once.
+
+    Returns:
+        ``(score, a, b)`` of the best pair, or ``None`` when no pair is valid.
+    """
+    a = np.linspace(*a_range, n_grid)
+    b = np.linspace(*b_range, n_grid)
+    best = None
+    for _ in range(zooms + 1):
+        r2 = score(a, b)
+        if not np.isfinite(r2).any():
+            break
+        ia, ib = np.unravel_index(int(np.argmax(r2)), r2.shape)
+        best = (float(r2[ia, ib]), float(a[ia]), float(b[ib]))
+        if a.size == 1 and b.size == 1:
+            break
+        da, db = (a[1] - a[0]) if a.size > 1 else 1.0, (b[1] - b[0]) if b.size > 1 else 1.0
+        a = np.linspace(best[1] - da, best[1] + da, n_grid)
+        b = np.linspace(best[2] - db, best[2] + db, n_grid)
+    return best
+
+
+def thin_samples(x: np.ndarray, *ys: np.ndarray, max_samples: int
+                 ) -> tuple[np.ndarray, ...]:
+    """``x`` sorted and thinned to ``max_samples`` quantiles, with the rows of each ``y``
+    that go with them."""
+    order = np.argsort(x)
+    if x.size > max_samples:
+        order = order[np.linspace(0, x.size - 1, max_samples).round().astype(int)]
+    return (x[order], *(y[order] for y in ys))
+
+
 def _fit_one(prim: Primitive, x: np.ndarray, y: np.ndarray, a_range: tuple[float, float],
              b_range: tuple[float, float], n_grid: int, zooms: int,
              refine: bool) -> EdgeFit | None:
@@ -123,20 +160,11 @@ def _fit_one(prim: Primitive, x: np.ndarray, y: np.ndarray, a_range: tuple[float
         return EdgeFit(name, (1.0, 0.0, c, d), _r2(y, c * x + d), prim.complexity)
     y_c = y - y.mean()
     ss_tot = float(np.sum(y_c**2))
-    a = np.linspace(*a_range, n_grid)
-    b = np.linspace(*b_range, n_grid)
-    best = None
-    for _ in range(zooms + 1):
-        r2 = _grid_r2(prim, x, y_c, max(ss_tot, 1e-300), a, b)
-        if not np.isfinite(r2).any():
-            break
-        ia, ib = np.unravel_index(int(np.argmax(r2)), r2.shape)
-        best = (float(a[ia]), float(b[ib]))
-        da, db = (a[1] - a[0]) if a.size > 1 else 1.0, (b[1] - b[0]) if b.size > 1 else 1.0
-        a = np.linspace(best[0] - da, best[0] + da, n_grid)
-        b = np.linspace(best[1] - db, best[1] + db, n_grid)
-    if best is None:
+    found = zoom_search(lambda a, b: _grid_r2(prim, x, y_c, max(ss_tot, 1e-300), a, b),
+                        a_range, b_range, n_grid, zooms)
+    if found is None:
         return None
+    best = found[1:]
     fz = prim.numpy_fn(best[0] * x + best[1])
     c, d = _linear(fz, y)
     params = (best[0], best[1], c, d)
@@ -195,10 +223,7 @@ def fit_edge(x: np.ndarray | Tensor, y: np.ndarray | Tensor,
     if x.shape != y.shape or x.size < 2:
         raise ValueError(f"fit_edge needs x and y of equal length >= 2, got {x.shape}, "
                          f"{y.shape}")
-    order = np.argsort(x)
-    if x.size > max_samples:
-        order = order[np.linspace(0, x.size - 1, max_samples).round().astype(int)]
-    x, y = x[order], y[order]
+    x, y = thin_samples(x, y, max_samples=max_samples)
     fits = []
     for name in (library if library is not None else PRIMITIVES):
         fit = _fit_one(primitive(name), x, y, a_range, b_range, n_grid, zooms, refine)
