@@ -26,7 +26,15 @@ import torch
 from torch import Tensor
 
 from kanpde.nn.kan import KAN
-from kanpde.nn.symbolic import INNER, OUTER, PRIMITIVES, Primitive, compositions, primitive
+from kanpde.nn.symbolic import (
+    COMPOSED,
+    INNER,
+    OUTER,
+    PRIMITIVES,
+    Primitive,
+    compositions,
+    primitive,
+)
 
 EVEN = ("x^2", "x^4", "abs", "gaussian")
 COMPOSED_GRID = 61
@@ -240,7 +248,7 @@ def choose(fits: Sequence[EdgeFit], factor: float = 10.0, floor: float = 1e-10) 
         raise ValueError("no symbolic fit to choose from")
     best = max(f.r2 for f in fits)
     tol = max(factor * (1.0 - best), floor)
-    order = {name: k for k, name in enumerate([*PRIMITIVES, *compositions()])}
+    order = {name: k for k, name in enumerate([*PRIMITIVES, *COMPOSED])}
     ok = [f for f in fits if 1.0 - f.r2 <= tol]
     return min(ok, key=lambda f: (f.complexity, round((1.0 - f.r2) / floor),
                                    order.get(f.name, len(order))))

@@ -10,13 +10,13 @@ A symbolic KAN edge is ``phi(x) = c f(a x + b) + d`` for a primitive ``f`` of
 so a symbolic edge enters the jet forward exactly like any pointwise map
 (:meth:`kanpde.core.jet.Jet.pointwise`). Compositions of two library entries, ``"f(g)"``
 (for example ``"sin(x^2)"``: ``phi(x) = c sin((a x + b)^2) + d``), are primitives too
-(:func:`primitive` builds them from the name, with :data:`INNER` the allowed inner
-functions): an edge that stands for a path of two edges through a hidden node, as the
-factor ``sin(pi y^2)`` of a separable solution needs. Every primitive carries its PyTorch
-derivative triple,
-a NumPy value function (for fitting) and its SymPy form (for the composed formula), and a
-domain predicate: a primitive is *singular* on an input range where ``z`` leaves its domain
-(``1/x`` across 0, ``log`` and ``sqrt`` of non-positive arguments).
+(:data:`COMPOSED`, looked up by :func:`primitive`; :data:`OUTER` and :data:`INNER` the
+functions allowed outside and inside): an edge that stands for a path of two edges
+through a hidden node, as the factor ``sin(pi y^2)`` of a separable solution needs. Every
+primitive carries its PyTorch derivative triple, a NumPy value function (for fitting) and
+its SymPy form (for the composed formula), and a domain predicate: a primitive is
+*singular* on an input range where ``z`` leaves its domain (``1/x`` across 0, ``log`` and
+``sqrt`` of non-positive arguments).
 """
 
 from __future__ import annotations
@@ -184,6 +184,11 @@ def _compose(f: Primitive, g: Primitive) -> Primitive:
                      domain, parts=(f.name, g.name))
 
 
+COMPOSED: dict[str, Primitive] = {
+    f"{f}({g})": _compose(PRIMITIVES[f], PRIMITIVES[g]) for f in OUTER for g in INNER}
+"""The compositions ``"f(g)"``, built once (edges look them up on every evaluation)."""
+
+
 def primitive(name: str) -> Primitive:
     """The library entry ``name``, or the composition ``"f(g)"`` (``f`` in :data:`OUTER`,
     ``g`` in :data:`INNER`).
@@ -191,12 +196,9 @@ def primitive(name: str) -> Primitive:
     Raises:
         ValueError: unknown name (the message lists the library).
     """
-    if name in PRIMITIVES:
-        return PRIMITIVES[name]
-    outer, _, rest = name.partition("(")
-    inner = rest[:-1] if rest.endswith(")") else None
-    if outer in OUTER and inner in INNER:
-        return _compose(PRIMITIVES[outer], PRIMITIVES[inner])
+    found = PRIMITIVES.get(name) or COMPOSED.get(name)
+    if found is not None:
+        return found
     raise ValueError(f"unknown symbolic function {name!r} (library: "
                      f"{', '.join(PRIMITIVES)}, and f(g) with f in {', '.join(OUTER)} and g "
                      f"in {', '.join(INNER)})")
