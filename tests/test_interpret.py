@@ -17,10 +17,11 @@ from kanpde.core import spline
 from kanpde.core.engines import compute_jet
 from kanpde.interpret.formula import kan_formula, simplify_formula
 from kanpde.interpret.importance import importance, redundant_nodes
-from kanpde.interpret.prune import count_parameters, prune
+from kanpde.interpret.prune import prune
 from kanpde.interpret.refit import ProblemLoss, l2_error, lbfgs, polish_symbolic
 from kanpde.interpret.symbolic import auto_symbolic, choose, fit_edge
 from kanpde.nn.embed import AffineMap
+from kanpde.nn.parts import trainable_parameters
 from kanpde.nn.symbolic import PRIMITIVES, compositions, primitive
 from kanpde.training.config import ConfigError, config_from_dict
 from kanpde.training.regularization import sparsity_penalty
@@ -153,7 +154,7 @@ def test_pure_spline_layer_is_unchanged():
     net = KAN([2, 3, 1], grid_size=4)
     assert all(layer.pure_spline for layer in net.layers)
     assert "sym_params" not in " ".join(net.state_dict())
-    assert count_parameters(net) == sum(p.numel() for p in net.parameters())
+    assert trainable_parameters(net) == sum(p.numel() for p in net.parameters())
 
 
 # ------------------------------------------------------------------ fitting ----------------
@@ -196,7 +197,7 @@ def test_pruning_keeps_the_function_when_pruned_parts_are_zero():
     assert rep.widths_after == [2, 2, 1] and rep.nodes_removed == [(1, 1)]
     assert (0, 0, 2) in rep.edges_masked
     assert rep.params_after < rep.params_before
-    assert rep.params_after == count_parameters(pruned) == (3 + 2) * (4 + 3 + 2)
+    assert rep.params_after == trainable_parameters(pruned) == (3 + 2) * (4 + 3 + 2)
     assert torch.allclose(pruned(x), net(x), rtol=0, atol=1e-14)
     assert torch.allclose(pruned.jet(x, _channels()).second, net.jet(x, _channels()).second,
                           rtol=0, atol=1e-12)
@@ -706,7 +707,7 @@ def test_factors_mask_the_cross_edges_and_linear_output_is_symbolic_x():
     for part in ("value", "grad", "second"):
         assert torch.allclose(getattr(jet, part), getattr(ref, part), rtol=0, atol=1e-10)
     # used parameters: 4 layer-0 edges of G + k + 2 = 10, 2 symbolic output edges of 4
-    assert count_parameters(net) == 4 * 10 + 2 * 4
+    assert trainable_parameters(net) == 4 * 10 + 2 * 4
 
 
 @pytest.mark.parametrize("model, message", [

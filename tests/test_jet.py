@@ -255,7 +255,7 @@ def test_multiplication_node_parameter_gradients_agree():
 
 
 def test_multiplication_nodes_round_trip_through_the_spec():
-    from kanpde.interpret.prune import count_parameters
+    from kanpde.nn.parts import trainable_parameters
     from kanpde.nn.spec import model_from_spec, model_spec
 
     model = _mult_kan()
@@ -266,5 +266,5 @@ def test_multiplication_nodes_round_trip_through_the_spec():
     torch.testing.assert_close(back(x), model(x), rtol=0, atol=0)
     # subnode edges are counted: 3*6 + 4*4 + 3*2 edges, two of them symbolic (4 constants)
     per_spline = 5 + 3 + 2
-    assert count_parameters(model) == (3 * 6 + 4 * 4 + 3 * 2 - 2) * per_spline + 2 * 4
+    assert trainable_parameters(model) == (3 * 6 + 4 * 4 + 3 * 2 - 2) * per_spline + 2 * 4
     assert "mult" not in model_spec(KAN([2, 3, 1]))

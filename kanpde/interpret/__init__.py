@@ -2,7 +2,7 @@
 sparsity penalty that prepares a KAN for them is :mod:`kanpde.training.regularization`).
 
 * :mod:`~kanpde.interpret.importance`: edge and node importance scores;
-* :mod:`~kanpde.interpret.prune`: edge masking, node removal, parameter counts;
+* :mod:`~kanpde.interpret.prune`: edge masking, node removal;
 * :mod:`~kanpde.interpret.symbolic`: fitting edges to a library of primitives;
 * :mod:`~kanpde.interpret.refit`: the problem's loss and short L-BFGS/Adam loops;
 * :mod:`~kanpde.interpret.formula`: the composed closed-form expression (SymPy);
@@ -13,8 +13,9 @@ sparsity penalty that prepares a KAN for them is :mod:`kanpde.training.regulariz
 """
 
 from kanpde.interpret.importance import Importance, importance
-from kanpde.interpret.prune import count_parameters, prune
+from kanpde.interpret.prune import prune
 from kanpde.interpret.symbolic import EdgeFit, auto_symbolic, fit_edge
+from kanpde.nn.parts import trainable_parameters as count_parameters  # used parameters
 
 __all__ = ["Importance", "importance", "count_parameters", "prune", "EdgeFit", "auto_symbolic",
            "fit_edge"]

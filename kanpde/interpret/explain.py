@@ -49,7 +49,7 @@ from kanpde.interpret.closed_form import read_formula, sympy_call
 from kanpde.interpret.draw import save_figures
 from kanpde.interpret.formula import Formula, formula_error, kan_formula
 from kanpde.interpret.importance import importance, redundant_nodes
-from kanpde.interpret.prune import count_parameters, prune
+from kanpde.interpret.prune import prune
 from kanpde.interpret.refit import (
     ProblemLoss,
     l2_error,
@@ -60,7 +60,7 @@ from kanpde.interpret.refit import (
 from kanpde.interpret.separation import factor_groups, set_span_basis
 from kanpde.interpret.symbolic import auto_symbolic
 from kanpde.nn.kan import KAN
-from kanpde.nn.parts import network
+from kanpde.nn.parts import network, trainable_parameters
 from kanpde.nn.symbolic import PRIMITIVES, primitive
 from kanpde.training.config import RegularizationConfig
 
@@ -178,7 +178,7 @@ def explain_run(run_dir: str | Path, options: ExplainOptions = ExplainOptions(),
     imp = importance(net, x, options.method)
     figures = save_figures(net, x, imp, out, "explain", coords, fields)
     l2 = l2_error(model, problem)
-    params = count_parameters(model)
+    params = trainable_parameters(model)
     log(f"{problem.name}: KAN {net.widths}, {params} parameters, l2_rel {l2:.3e}")
     report: dict[str, Any] = {
         "run": str(run_dir), "problem": problem.name, "widths": list(net.widths),

@@ -28,12 +28,6 @@ from kanpde.nn.kan_layer import KANLayer
 from kanpde.nn.parts import grid_sizes, network, trainable_parameters
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Parameters of a (possibly wrapped) model, KAN edges counted as they are used
-    (:func:`kanpde.nn.parts.trainable_parameters`)."""
-    return trainable_parameters(model)
-
-
 def replace_network(model: nn.Module, net: KAN) -> nn.Module:
     """A copy of ``model`` with its inner KAN replaced by ``net`` (``net`` itself when
     ``model`` is a bare KAN)."""
@@ -130,7 +124,7 @@ class PruneReport:
         edges_masked: ``(layer, i, j)`` edges fixed to zero.
         nodes_removed: ``(node layer, index)`` hidden nodes removed (old indices).
         widths_before, widths_after: KAN widths.
-        params_before, params_after: :func:`count_parameters`.
+        params_before, params_after: :func:`kanpde.nn.parts.trainable_parameters`.
     """
 
     threshold: float
@@ -169,7 +163,7 @@ def prune(model: nn.Module, x: Tensor, threshold: float, method: str = "l1",
     if not isinstance(net, KAN):
         raise ValueError(f"pruning needs a KAN, got {type(net).__name__}")
     report = PruneReport(threshold, widths_before=list(net.widths),
-                         params_before=count_parameters(model))
+                         params_before=trainable_parameters(model))
     net = copy.deepcopy(net)
     imp = importance(net, x, method)
     report.edges_masked = prune_edges(net, imp, threshold)
@@ -184,5 +178,5 @@ def prune(model: nn.Module, x: Tensor, threshold: float, method: str = "l1",
             net = prune_nodes(net, keep)
     out = replace_network(model, net)
     report.widths_after = list(net.widths)
-    report.params_after = count_parameters(out)
+    report.params_after = trainable_parameters(out)
     return out, report
