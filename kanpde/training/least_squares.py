@@ -159,7 +159,8 @@ def check_dense_limit(problem, config, n_unknowns: int = 0, model=None) -> None:
             counts[grid] = trainable_parameters(model) + n_unknowns
         elif grid not in counts:
             built = build_model(problem, config.model, "float64", "cpu", config.seed,
-                                grid_size=grid if config.model.kind == "kan" else None)
+                                grid_size=grid if config.model.kind == "kan" else None,
+                                source=config.source)
             counts[grid] = trainable_parameters(built) + n_unknowns
         limit = int(stage_option(st, "max_params"))
         if counts[grid] > limit:

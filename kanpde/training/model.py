@@ -140,7 +140,7 @@ def _factor_masks(net: KAN, problem, cfg: ModelConfig) -> None:
 def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torch.float64,
                 device: torch.device | str = "cpu", seed: int = 0,
                 grid_size: int | Sequence[int] | None = None,
-                output_scale: Sequence[float] | None = None) -> nn.Module:
+                output_scale: Sequence[float] | None = None, source: str = "") -> nn.Module:
     """The model a solve trains, ``(N, d) -> (N, m)``.
 
     Args:
@@ -153,8 +153,24 @@ def build_model(problem, model_cfg: ModelConfig, dtype: torch.dtype | str = torc
             after grid extension).
         output_scale: ``(m,)`` field scales ``U``: the network predicts ``u / U``
             (``None``, or all ones: no scaling layer).
+        source: the solver file, named first in the errors (as the parser's are).
+
+    Raises:
+        ConfigError: a ``[model]`` key that does not fit the problem or the other keys (one
+            line, ``SOURCE: model.KEY: ...``).
     """
-    dtype, device = as_dtype(dtype), torch.device(device)
+    try:
+        return _build(problem, model_cfg, as_dtype(dtype), torch.device(device), seed,
+                      grid_size, output_scale)
+    except ConfigError as err:
+        if not source:
+            raise
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _build(problem, model_cfg: ModelConfig, dtype: torch.dtype, device: torch.device,
+           seed: int, grid_size: int | Sequence[int] | None,
+           output_scale: Sequence[float] | None) -> nn.Module:
     widths = [len(problem.coords), *model_cfg.widths, len(problem.fields)]
     emb = _embedding(problem, model_cfg, dtype, device, seed)
     if model_cfg.kind == "kan":

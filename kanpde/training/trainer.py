@@ -43,7 +43,7 @@ from kanpde.core.engines import Engine
 from kanpde.nn.parts import grid_sizes, network, trainable_parameters
 from kanpde.training import divergence, least_squares, second_order
 from kanpde.training.checkpoint import checkpoint_path, save_checkpoint
-from kanpde.training.config import ConfigError, SolverConfig, StageConfig, stage_option
+from kanpde.training.config import SolverConfig, StageConfig, stage_option
 from kanpde.training.distributed import DistributedError, point_seed, rank_device
 from kanpde.training.distributed import context as dist_context
 from kanpde.training.jacobian import Jacobian, Parameters
@@ -112,15 +112,9 @@ class Trainer:
             scale_network=not given and problem.hard_constraint is None),
             residuals=sc.residuals == "auto")
         if model is None:
-            try:
-                model = build_model(problem, config.model, self.dtype, self.device,
-                                    config.seed,
-                                    output_scale=[self.scales.fields[f] for f in problem.fields]
-                                    if self.scales.outputs else None)
-            except ConfigError as err:  # name the solver file, as the parser's errors do
-                src = config.source
-                raise ConfigError(f"{src}: {err}" if src and not str(err).startswith(src)
-                                  else str(err)) from None
+            model = build_model(problem, config.model, self.dtype, self.device, config.seed,
+                                output_scale=[self.scales.fields[f] for f in problem.fields]
+                                if self.scales.outputs else None, source=config.source)
         else:
             model = model.to(device=self.device, dtype=self.dtype)
         #: the derivative engine: the config's, or nested autograd for a model without jets

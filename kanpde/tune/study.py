@@ -69,7 +69,8 @@ def _n_params(problem, config) -> int:
         grid = next((s.grid_extend for s in reversed(config.stages)
                      if s.grid_extend is not None), config.model.grid_size)
     return trainable_parameters(build_model(problem, config.model, "float64", "cpu",
-                                            config.seed, grid_size=grid))
+                                            config.seed, grid_size=grid,
+                                            source=config.source))
 
 
 def _check_study(study, identity: Mapping[str, Any], out: Path) -> None:
