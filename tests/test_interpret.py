@@ -642,6 +642,21 @@ def test_bench_explain_checks_a_formula_against_the_exact_solution():
     assert "recovered on 1 of 1 seeds run" in text and "| yes |" in text
 
 
+def test_bench_explain_refuses_a_run_of_another_recipe(tmp_path):
+    """A work directory whose case run was made with another solver file (finished here,
+    without its case record) is neither reused nor explained."""
+    from kanpde.cli.bench.explain import run_case
+
+    run = _solve(tmp_path, "kan_tiny.toml", "kan")
+    where = tmp_path / "work" / "poisson2d_sinsin" / "seed0"
+    where.mkdir(parents=True)
+    run.rename(where / "run")
+    with pytest.raises(RuntimeError, match="another configuration or problem") as err:
+        run_case("poisson2d_sinsin", 0, tmp_path / "work", ROOT / "problems", 20.0, quiet=True)
+    assert "use another --work directory" in str(err.value)
+    assert not (where / "explain").exists() and not (where / "case.json").exists()
+
+
 @pytest.mark.slow
 def test_kan_paper_problem_is_read_back(tmp_path):
     """End to end on the KAN paper's PDE (poisson2d_paper), seed 0: the shipped recipe of

@@ -86,19 +86,27 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
              simplify_timeout: float, quiet: bool) -> dict[str, Any]:
     """Solve and explain one case (or reuse a finished one); returns its record."""
     from kanpde.cli.main import main as cli
+    from kanpde.cli.reuse import stale_reason
     from kanpde.interpret.explain import ExplainOptions, explain_run
     from kanpde.problem import load_problem
+    from kanpde.training.config import load_config
 
     case = CASES[problem_name]
     where = work / problem_name / f"seed{seed}"
     record_file = where / "case.json"
+    path = problems_dir / f"{problem_name}.py"
+    run_dir, out = where / "run", where / "explain"
+    # the run of this case (finished or not) must be this recipe's, as `kanpde solve` below
+    # would make it: else neither the run nor its explain record is reused
+    config = load_config(ROOT / "solvers" / case["solver"]).with_overrides(
+        {"seed": seed, "threads": 1})
+    problem = load_problem(path)
+    stale = stale_reason(run_dir, config.to_dict(), problem)
+    if stale:
+        raise RuntimeError(f"{run_dir}: a run made with another configuration or problem "
+                           f"({stale}); use another --work directory")
     if record_file.exists():
         rec = json.loads(record_file.read_text())
-        if rec.get("solver") != case["solver"]:
-            made = (f"a case of solver {rec['solver']!r}" if rec.get("solver")
-                    else "a case that does not name its solver file")
-            raise RuntimeError(f"{where}: {made}, this bench runs {case['solver']!r}; use "
-                               "another --work directory")
         if "claimed" not in rec:  # a record written before explain stated its claim
             from kanpde.interpret.explain import CLAIM_FACTOR
 
@@ -108,18 +116,7 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
                                   and v0 is not None and v <= CLAIM_FACTOR * v0)
             rec["recovered"] = bool(rec["recovered"] and rec["claimed"])
         return rec
-    path = problems_dir / f"{problem_name}.py"
-    run_dir, out = where / "run", where / "explain"
     t0 = time.perf_counter()
-    if (run_dir / "summary.json").exists():  # an earlier, unfinished case: same recipe?
-        from kanpde.training.config import load_config
-
-        made = json.loads((run_dir / "summary.json").read_text())
-        wanted = load_config(ROOT / "solvers" / case["solver"]).name
-        if (made.get("solver"), made.get("seed")) != (wanted, seed):
-            raise RuntimeError(f"{run_dir}: a run of solver {made.get('solver')!r} seed "
-                               f"{made.get('seed')}, this bench runs {wanted!r} seed {seed}; "
-                               "use another --work directory")
     if not (run_dir / "result.h5").exists():
         code = cli(["solve", str(path), "--solver", str(ROOT / "solvers" / case["solver"]),
                     "--seed", str(seed), "--out", str(run_dir), "--threads", "1",
@@ -136,7 +133,6 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
     sym = report.get("symbolic", {})
     text = (sym.get("formula") or [""])[0]
     splines = len(sym.get("spline_edges", []))
-    problem = load_problem(path)
     rec: dict[str, Any] = {
         "problem": problem_name, "seed": seed, "solver": case["solver"],
         "formula": text.split("=", 1)[1].strip() if "=" in text else None,
