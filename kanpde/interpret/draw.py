@@ -117,9 +117,9 @@ def layer_figure(net: KAN, x: Tensor, imp: Importance, layer_index: int) -> Figu
             label = {"x": "linear", "pruned": "masked"}.get(kind, kind)  # not coordinate x
             ax.set_title(f"({i},{j}) {label} s={score[i, j]:.2f}", fontsize=7)
             ax.tick_params(labelsize=6)
-    fig.suptitle(f"layer {layer_index}: phi_ij over the observed range of input i "
-                 "(normalised units)" if layer_index == 0 else
-                 f"layer {layer_index}: phi_ij over the observed range of input i", fontsize=9)
+    units = " (the coordinates as the network sees them)" if layer_index == 0 else ""
+    fig.suptitle(f"layer {layer_index}: phi_ij over the observed range of input i{units}",
+                 fontsize=9)
     return fig
 
 
