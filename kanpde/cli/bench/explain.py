@@ -17,6 +17,7 @@ exact solution for the record only (the explain run never sees it):
 Writes ``OUT/interpretability.json`` (a list of cases with the keys ``problem``, ``seed``,
 ``formula`` (SymPy-parsable, in the problem's coordinate names), ``formula_l2_rel``,
 ``spline_edges``, ``trained_l2_rel``, ``time_s`` (wall time of the explain run),
+``cpu_s`` (its CPU time), ``load_average`` (1-minute load as it started and ended),
 ``solve_time_s`` and ``solve_cpu_s`` (of the training),
 ``recovered``, ``equivalent``, ``exact``, ``chosen``, ``notes``) and
 ``OUT/interpretability.md``. Finished cases are reused from the work directory
@@ -28,13 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kanpde.cli.bench import common
+from kanpde.cli.bench import common, report
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -125,19 +127,21 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
             raise RuntimeError(f"kanpde solve {problem_name} seed {seed}: exit {code}")
     summary = json.loads((run_dir / "summary.json").read_text())
     solve_s = float(summary.get("wall_time_s", time.perf_counter() - t0))
-    t1 = time.perf_counter()
-    report = explain_run(run_dir, ExplainOptions(prune=case["prune"], symbolic=True,
+    t1, c1, load0 = time.perf_counter(), time.process_time(), _load()
+    explained = explain_run(run_dir, ExplainOptions(prune=case["prune"], symbolic=True,
                                                  simplify_timeout=simplify_timeout),
                          out_dir=out, log=(lambda s: None) if quiet else print)
-    explain_s = time.perf_counter() - t1
-    sym = report.get("symbolic", {})
+    explain_s, explain_cpu = time.perf_counter() - t1, time.process_time() - c1
+    load = [load0, _load()]  # 1-minute load average as explain started and ended
+    sym = explained.get("symbolic", {})
     text = (sym.get("formula") or [""])[0]
     splines = len(sym.get("spline_edges", []))
     rec: dict[str, Any] = {
         "problem": problem_name, "seed": seed, "solver": case["solver"],
         "formula": text.split("=", 1)[1].strip() if "=" in text else None,
         "formula_l2_rel": sym.get("formula_l2_rel"), "spline_edges": splines,
-        "trained_l2_rel": report["l2_rel"], "time_s": explain_s, "solve_time_s": solve_s,
+        "trained_l2_rel": explained["l2_rel"], "time_s": explain_s, "cpu_s": explain_cpu,
+        "load_average": load, "solve_time_s": solve_s,
         "solve_cpu_s": summary.get("cpu_time_s"),
         "exact": case["exact"], "equivalent": None, "chosen": sym.get("chosen"),
         "formula_loss_validation": sym.get("formula_loss_validation"),
@@ -153,6 +157,10 @@ def run_case(problem_name: str, seed: int, work: Path, problems_dir: Path,
     where.mkdir(parents=True, exist_ok=True)
     record_file.write_text(json.dumps(rec, indent=1) + "\n")
     return rec
+
+
+def _load() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def _fmt(v: Any) -> str:
@@ -171,10 +179,14 @@ def markdown(cases: Sequence[dict[str, Any]], command: str) -> str:
              _fmt(c["formula_l2_rel"]),
              c["spline_edges"], {True: "yes", False: "no", None: "-"}[c["equivalent"]],
              "yes" if c["recovered"] else ("no closed form" if c["exact"] is None else "no"),
-             f"{c['solve_time_s']:.0f}", f"{c['time_s']:.0f}"] for c in cases]
+             f"{c['solve_time_s']:.0f}", f"{c['time_s']:.0f}",
+             "-" if c.get("cpu_s") is None else f"{c['cpu_s']:.0f}",
+             "-" if not c.get("load_average") or None in c["load_average"] else
+             "–".join(f"{v:.1f}" for v in c["load_average"])] for c in cases]
     table = common.markdown_table(
         ["problem", "seed", "recipe", "trained l2_rel", "formula", "formula l2_rel",
-         "spline edges", "sympy-equal", "recovered", "solve s", "explain s"], rows)
+         "spline edges", "sympy-equal", "recovered", "solve s", "explain s",
+         "explain CPU s", "load"], rows)
     per: dict[str, list[dict[str, Any]]] = {}
     for c in cases:
         per.setdefault(c["problem"], []).append(c)
@@ -193,7 +205,11 @@ def markdown(cases: Sequence[dict[str, Any]], command: str) -> str:
         "and the formula equals the exact solution in SymPy or has a relative L2 error "
         f"<= {RECOVERED_L2:g} on {N_CHECK} random points.", "",
         "Formulas longer than 100 characters are cut in the table; "
-        "`interpretability.json` and each case's `formula.txt` hold them whole.", "",
+        "`interpretability.json` and each case's `formula.txt` hold them whole. Times: "
+        "wall seconds of the training (`kanpde solve`, one torch thread) and of the explain "
+        "run, the explain run's CPU seconds (this process; SymPy's time-limited child "
+        "processes not counted), and the 1-minute load average as explain started and "
+        "ended.", "", report.machine_line(), "",
         table, "", *summary, ""])
 
 
